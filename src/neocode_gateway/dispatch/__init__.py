@@ -1,0 +1,5 @@
+"""Dispatch: the action registry that answers valid request frames."""
+
+from neocode_gateway.dispatch._registry import BUILTIN_HANDLERS, Dispatcher, ping
+
+__all__ = ["BUILTIN_HANDLERS", "Dispatcher", "ping"]

@@ -1,0 +1,251 @@
+"""Decoding and validation of one request line, in the order of the contract (section 4).
+
+:func:`parse_frame` is the single entry point: bytes in, a valid :class:`Frame`
+out, or a :class:`~neocode_gateway.errors.FrameError` carrying the contract's
+code and message. The fast path is one typed msgspec decode plus a few
+attribute checks; everything expensive (finding which field has the wrong
+type, nesting depth, huge integers) runs only when a cheap test says it might
+be needed.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import msgspec
+
+from neocode_gateway.errors import FrameError
+from neocode_gateway.protocol import _codes as c
+from neocode_gateway.protocol._frames import (
+    ACTION_SET,
+    FRAME_TYPES,
+    PERMISSION_DECISIONS,
+    Frame,
+    InputPart,
+)
+
+#: Deepest JSON nesting accepted (objects and arrays, the frame itself is level 1).
+MAX_NESTING_DEPTH: Final = 64
+#: Integers outside [INT_MIN, UINT_MAX] cannot be represented by 64-bit peers.
+INT_MIN: Final = -(2**63)
+UINT_MAX: Final = 2**64 - 1
+
+_decoder: Final = msgspec.json.Decoder(Frame)
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_LONG_DIGITS = re.compile(rb"\d{19}")
+_MSGSPEC_PATH = re.compile(r"- at `\$(?P<path>[^`]*)`")
+_MSGSPEC_EXPECTED = re.compile(r"Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`")
+_JSON_KIND = {
+    "str": "string",
+    "int": "number",
+    "float": "number",
+    "bool": "boolean",
+    "null": "null",
+    "array": "array",
+    "object": "object",
+}
+
+
+def _blank(value: str | None) -> bool:
+    return value is None or not value.strip()
+
+
+def _invalid_json() -> FrameError:
+    return FrameError(c.INVALID_FRAME, c.MSG_INVALID_JSON, fatal=True)
+
+
+def parse_frame(line: bytes) -> Frame:
+    """Decode and validate one frame line (terminator and surrounding blanks allowed).
+
+    Raises :class:`FrameError`; ``fatal`` is set for errors after which the
+    stream cannot be trusted (invalid JSON), unset for validation errors.
+    """
+    try:
+        frame = _decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        raise _explain_type_error(line, str(exc)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raise _invalid_json() from None
+    # Cheap guards first: a frame with at most 64 brackets cannot nest deeper than
+    # 64, and an integer needs 19+ digits to leave the 64-bit range.
+    if (line.count(b"{") + line.count(b"[") > MAX_NESTING_DEPTH and _too_deep(line)) or (
+        _LONG_DIGITS.search(line) is not None and _has_huge_int(line)
+    ):
+        raise _invalid_json()
+    validate(frame)
+    return frame
+
+
+def nesting_depth_exceeds(line: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
+    """Whether the JSON text nests objects/arrays deeper than ``limit``.
+
+    Strings are blanked out, then innermost ``[]``/``{}`` pairs are removed one
+    layer per pass: the number of passes is the depth, and we stop after
+    ``limit`` passes, so the cost is bounded by ``limit`` C-speed scans.
+    """
+    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", line))
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = _INNERMOST_PAIR.sub(b"", brackets)
+    return bool(brackets)
+
+
+_too_deep = nesting_depth_exceeds
+
+
+def _has_huge_int(line: bytes) -> bool:
+    def walk(value: Any) -> bool:
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, int):
+            return not INT_MIN <= value <= UINT_MAX
+        if isinstance(value, dict):
+            return any(walk(v) for v in value.values())
+        if isinstance(value, list):
+            return any(walk(v) for v in value)
+        return False
+
+    return walk(msgspec.json.decode(line))
+
+
+def _str_or_none(raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _explain_type_error(line: bytes, detail: str) -> FrameError:
+    """Turn a typed-decode failure into the contract's error, echoing what we can."""
+    if "Number out of range" in detail:
+        return _invalid_json()
+    try:
+        raw = msgspec.json.decode(line)
+    except (msgspec.DecodeError, RecursionError):  # pragma: no cover - typed decode passed syntax
+        return _invalid_json()
+    if not isinstance(raw, dict):
+        return _invalid_json()
+    action = _str_or_none(raw, "action")
+    request_id = _str_or_none(raw, "request_id")
+    frame_type = raw.get("type")
+    if not isinstance(frame_type, str) or frame_type not in FRAME_TYPES:
+        return FrameError(
+            c.INVALID_FRAME, c.MSG_INVALID_FRAME_TYPE, action=action, request_id=request_id
+        )
+    path_match = _MSGSPEC_PATH.search(detail)
+    path = path_match["path"].lstrip(".") if path_match else "frame"
+    kinds = _MSGSPEC_EXPECTED.search(detail)
+    if kinds:
+        want = " or ".join(
+            _JSON_KIND.get(k.strip(), k.strip())
+            for k in kinds["want"].split("|")
+            if "null" not in k
+        )
+        got = _JSON_KIND.get(kinds["got"], kinds["got"])
+    else:  # pragma: no cover - every msgspec type error names both kinds
+        want, got = "another type", "an invalid value"
+    return FrameError(
+        c.INVALID_FRAME,
+        c.msg_wrong_field_type(path, want, got),
+        action=action,
+        request_id=request_id,
+    )
+
+
+def validate(frame: Frame) -> None:
+    """Apply the contract's validation rules, in order (spec section 4)."""
+    frame_type = frame.type
+    action = frame.action
+    if frame_type not in FRAME_TYPES:
+        raise FrameError(
+            c.INVALID_FRAME, c.MSG_INVALID_FRAME_TYPE, action=action, request_id=frame.request_id
+        )
+    if action is not None and action not in ACTION_SET and action.strip():
+        raise FrameError(
+            c.INVALID_ACTION, c.MSG_INVALID_ACTION, action=action, request_id=frame.request_id
+        )
+    if frame_type != "request":
+        raise FrameError(
+            c.INVALID_FRAME, c.MSG_ONLY_REQUESTS, action=action, request_id=frame.request_id
+        )
+    if action is None or action in ("ping", "cancel", "list_sessions"):
+        if action is None:
+            raise _missing(frame, "action")
+        return
+    if not action.strip():
+        raise _missing(frame, "action")
+    if action == "run":
+        if _blank(frame.input_text) and not frame.input_parts:
+            raise _missing(frame, "input_text_or_input_parts")
+    elif action in ("compact", "load_session"):
+        if _blank(frame.session_id):
+            raise _missing(frame, "session_id")
+    else:  # resolve_permission: the only action left
+        _validate_permission(frame)
+        return
+    if frame.input_parts:
+        for part in frame.input_parts:
+            _validate_part(frame, part)
+
+
+def _missing(frame: Frame, field: str) -> FrameError:
+    return FrameError(
+        c.MISSING_REQUIRED_FIELD,
+        c.msg_missing_field(field),
+        action=frame.action,
+        request_id=frame.request_id,
+    )
+
+
+def _validate_permission(frame: Frame) -> None:
+    payload = frame.payload
+    if payload is None:
+        raise _missing(frame, "payload")
+    if not isinstance(payload, dict):
+        raise FrameError(
+            c.INVALID_ACTION,
+            c.MSG_INVALID_PERMISSION_PAYLOAD,
+            action=frame.action,
+            request_id=frame.request_id,
+        )
+    permission_id = payload.get("request_id")
+    decision = payload.get("decision")
+    if not isinstance(permission_id, str | None) or not isinstance(decision, str | None):
+        raise FrameError(
+            c.INVALID_ACTION,
+            c.MSG_INVALID_PERMISSION_PAYLOAD,
+            action=frame.action,
+            request_id=frame.request_id,
+        )
+    if _blank(permission_id):
+        raise _missing(frame, "payload.request_id")
+    if decision not in PERMISSION_DECISIONS:
+        raise FrameError(
+            c.INVALID_ACTION,
+            c.MSG_INVALID_PERMISSION_DECISION,
+            action=frame.action,
+            request_id=frame.request_id,
+        )
+
+
+def _validate_part(frame: Frame, part: InputPart) -> None:
+    message: str | None = None
+    if part.type == "text":
+        if _blank(part.text):
+            message = c.MSG_TEXT_PART_EMPTY
+    elif part.type == "image":
+        media = part.media
+        if media is None:
+            message = c.MSG_IMAGE_NO_MEDIA
+        elif _blank(media.uri):
+            message = c.MSG_IMAGE_NO_URI
+        elif _blank(media.mime_type):
+            message = c.MSG_IMAGE_NO_MIME
+    else:
+        message = c.MSG_PART_UNSUPPORTED
+    if message is not None:
+        raise FrameError(
+            c.INVALID_MULTIMODAL_PAYLOAD, message, action=frame.action, request_id=frame.request_id
+        )

@@ -1,0 +1,183 @@
+"""The asyncio server: accept, connection cap, peer check, deadlines, graceful stop.
+
+The server knows nothing about actions: it is given a :data:`Handler` (the
+dispatch layer plugs in above it) and a :class:`~neocode_gateway.transport.Listener`
+(the transport layer below it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any, Final
+
+from neocode_gateway.errors import PeerCredentialsUnavailable
+from neocode_gateway.server._config import ServerConfig
+from neocode_gateway.server._connection import Connection, Handler
+from neocode_gateway.transport import Listener
+
+log = logging.getLogger("neocode_gateway.server")
+
+#: The sweeper's period is a fraction of the shortest timeout, within these bounds.
+_MIN_SWEEP: Final = 0.02
+_MAX_SWEEP: Final = 1.0
+
+
+class RateLimitedLog:
+    """Log a repeated event at most once per ``interval`` seconds, with a count of the rest."""
+
+    __slots__ = ("_interval", "_last", "_logger", "_suppressed")
+
+    def __init__(self, logger: logging.Logger, interval: float = 1.0) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._last = -interval
+        self._suppressed = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            self._suppressed += 1
+            return
+        if self._suppressed:
+            message += f" ({self._suppressed} similar events suppressed)"
+            self._suppressed = 0
+        self._last = now
+        self._logger.warning(message, *args)
+
+
+class Server:
+    """Serve frames from ``listener`` to ``handler`` under ``config``'s limits."""
+
+    def __init__(self, listener: Listener, handler: Handler, config: ServerConfig) -> None:
+        self.listener = listener
+        self.handler = handler
+        self.config = config
+        self.connections: set[Connection] = set()
+        self.uid = os.geteuid() if hasattr(os, "geteuid") else -1
+        self.accepted = 0
+        self.rejected_over_cap = 0
+        self.rejected_peer = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._sweep_period = min(
+            _MAX_SWEEP, max(_MIN_SWEEP, min(config.read_timeout, config.write_timeout) / 10)
+        )
+        self._stopping = False
+        self._all_closed = asyncio.Event()
+        self._cap_log = RateLimitedLog(log)
+        self._peer_log = RateLimitedLog(log)
+
+    def loop_time(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    async def start(self) -> None:
+        """Start accepting (the listener must be open)."""
+        self._loop = asyncio.get_running_loop()
+        await self.listener.start(self._new_connection)
+        self._sweeper = self._loop.call_later(self._sweep_period, self._sweep)
+
+    def _new_connection(self) -> Connection:
+        return Connection(self, self.handler)
+
+    # -- admission ----------------------------------------------------------------
+
+    def _admit(self, conn: Connection) -> None:
+        """Called by a new connection before any byte is read: cap and peer check."""
+        transport = conn.transport
+        assert transport is not None
+        if self._stopping:
+            transport.abort()
+            return
+        if len(self.connections) >= self.config.max_connections:
+            self.rejected_over_cap += 1
+            self._cap_log.warning(
+                "connection refused: limit of %d concurrent connections reached",
+                self.config.max_connections,
+            )
+            transport.abort()
+            return
+        try:
+            peer = self.listener.peer_credentials(transport)
+        except PeerCredentialsUnavailable as exc:
+            if not self.config.insecure_skip_peer_check:
+                self.rejected_peer += 1
+                self._peer_log.warning("connection refused: %s", exc)
+                transport.abort()
+                return
+        else:
+            if peer.uid not in (self.uid, 0) and not self.config.insecure_skip_peer_check:
+                self.rejected_peer += 1
+                self._peer_log.warning(
+                    "connection refused: peer pid %s uid %s is not uid %s or root",
+                    peer.pid,
+                    peer.uid,
+                    self.uid,
+                )
+                transport.abort()
+                return
+            conn.peer = peer
+        self.accepted += 1
+        self.connections.add(conn)
+        conn.read_deadline = self.loop_time() + self.config.read_timeout
+
+    def _forget(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if self._stopping and not self.connections:
+            self._all_closed.set()
+
+    # -- deadlines ------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """Close connections past their read deadline, abort those past their write deadline."""
+        now = self.loop_time()
+        for conn in [
+            c for c in self.connections if c.read_deadline <= now or c.write_deadline <= now
+        ]:
+            if conn.write_deadline <= now:
+                log.info("connection aborted: client did not read its responses in time")
+                conn.abort()
+            elif conn.write_deadline == float("inf"):
+                log.debug("connection closed: no complete frame within the read timeout")
+                conn.expire()
+        if not self._stopping or self.connections:
+            assert self._loop is not None
+            self._sweeper = self._loop.call_later(self._sweep_period, self._sweep)
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Stop accepting, answer what was read, close every connection, within the grace."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.listener.stop_accepting()
+        for conn in list(self.connections):
+            conn.close()
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), self.config.shutdown_grace)
+            except TimeoutError:
+                log.warning(
+                    "%d connections did not drain within %.1fs; aborting them",
+                    len(self.connections),
+                    self.config.shutdown_grace,
+                )
+                for conn in list(self.connections):
+                    conn.abort()
+                await asyncio.sleep(0)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for operators and tests (logged on SIGUSR1)."""
+        return {
+            "connections": len(self.connections),
+            "accepted": self.accepted,
+            "rejected_over_cap": self.rejected_over_cap,
+            "rejected_peer": self.rejected_peer,
+            "tasks": len(asyncio.all_tasks(self._loop)) if self._loop else 0,
+        }

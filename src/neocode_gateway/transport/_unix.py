@@ -1,0 +1,261 @@
+"""Unix domain socket endpoint: a listener that is safe to start, and a dialer.
+
+Safety rules (spec section 1, issues "daemon" and "peer identity"):
+
+* the parent directory is created ``0700`` only when we create it; an existing
+  directory is never chmod-ed, but it must be a real directory (not a symlink)
+  owned by us or root, and if group/others may write to it it must be sticky;
+  the default directory ``~/.neocode/run`` must allow no group/other access;
+* the path length is checked against ``sun_path`` up front;
+* concurrent starts are serialized by an ``flock`` on ``PATH.lock`` held for
+  the daemon's life;
+* an existing socket is removed only when stale (connect refused); a live one
+  means another gateway runs there and we leave it alone;
+* the socket is bound under umask 0177 and chmod-ed ``0600`` before ``listen``,
+  so it never accepts a connection with looser permissions;
+* at exit the socket is unlinked only if its device and inode are still ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import socket
+import stat
+from typing import Final
+
+from neocode_gateway.errors import AddressError, AlreadyRunning
+from neocode_gateway.transport._address import MAX_UNIX_PATH_BYTES, default_socket_dir
+from neocode_gateway.transport._base import Listener, ProtocolFactory
+from neocode_gateway.transport._peercred import PeerCredentials, read_peer_credentials
+
+DEFAULT_BACKLOG: Final = 4096
+PROBE_TIMEOUT: Final = 1.0
+_STALE_ERRNOS: Final = frozenset({errno.ECONNREFUSED, errno.ENOENT})
+
+
+def check_path_length(path: str) -> None:
+    """Refuse a path that does not fit in ``sun_path`` (instead of an obscure OSError)."""
+    size = len(os.fsencode(path))
+    if size > MAX_UNIX_PATH_BYTES:
+        raise AddressError(
+            f"socket path is too long: {path} is {size} bytes, the limit is "
+            f"{MAX_UNIX_PATH_BYTES}; choose a shorter --listen path"
+        )
+
+
+def ensure_socket_dir(directory: str, *, strict_private: bool | None = None) -> bool:
+    """Make sure ``directory`` is a safe place for the socket; return True if we created it.
+
+    Missing components are created ``0700``. An existing directory is checked,
+    never modified. ``strict_private`` (default: whether this is the default
+    directory) additionally requires that group and others have no access.
+    """
+    directory = os.path.abspath(directory)
+    if strict_private is None:
+        strict_private = directory == os.path.abspath(default_socket_dir())
+    created = _make_dirs(directory)
+    st = os.lstat(directory)
+    if stat.S_ISLNK(st.st_mode):
+        raise AddressError(
+            f"socket directory {directory} is a symlink; use the real directory "
+            f"{os.path.realpath(directory)} instead"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise AddressError(f"socket directory {directory} exists and is not a directory")
+    if created:
+        return True
+    me = os.geteuid()
+    if st.st_uid not in (me, 0):
+        raise AddressError(
+            f"socket directory {directory} is owned by uid {st.st_uid}, not by you "
+            f"(uid {me}) or root; use a directory you own"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if strict_private and mode & 0o077:
+        raise AddressError(
+            f"socket directory {directory} has mode {mode:04o}, which lets other users in; "
+            f"fix it with: chmod 700 {directory}"
+        )
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        raise AddressError(
+            f"socket directory {directory} has mode {mode:04o}: writable by others without "
+            f"the sticky bit, so another user could replace the socket; fix it with: "
+            f"chmod go-w {directory} (or chmod +t {directory})"
+        )
+    return False
+
+
+def _make_dirs(directory: str) -> bool:
+    """Create ``directory`` and missing parents with mode 0700; True if the leaf was created."""
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        pass
+    except NotADirectoryError as exc:
+        raise AddressError(f"socket directory {directory}: a parent is not a directory") from exc
+    else:
+        del st
+        return False
+    parent = os.path.dirname(directory)
+    if parent != directory:
+        _make_dirs(parent)
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        return False
+    except NotADirectoryError as exc:
+        raise AddressError(f"socket directory {directory}: a parent is not a directory") from exc
+    except OSError as exc:
+        raise AddressError(f"cannot create socket directory {directory}: {exc.strerror}") from exc
+    os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask; make it exact
+    return True
+
+
+def probe_socket(path: str, timeout: float = PROBE_TIMEOUT) -> str:
+    """Classify an existing socket path: ``"live"``, ``"stale"`` or ``"absent"``.
+
+    Raises :class:`AddressError` when it cannot be told (permission denied...).
+    """
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(timeout)
+    try:
+        probe.connect(path)
+    except FileNotFoundError:
+        return "absent"
+    except OSError as exc:
+        if exc.errno in _STALE_ERRNOS:
+            return "stale"
+        if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or isinstance(exc, TimeoutError):
+            return "live"  # a live server with a full backlog
+        raise AddressError(f"cannot check the existing socket {path}: {exc.strerror}") from exc
+    finally:
+        probe.close()
+    return "live"
+
+
+class UnixListener(Listener):
+    """A Unix socket listener that follows every safety rule of the module docstring."""
+
+    def __init__(self, path: str, *, backlog: int = DEFAULT_BACKLOG) -> None:
+        self.address = os.path.abspath(path)
+        self.backlog = backlog
+        self.lock_path = self.address + ".lock"
+        self.sock: socket.socket | None = None
+        self.created_dir = False
+        self._lock_fd: int | None = None
+        self._identity: tuple[int, int] | None = None
+        self._server: asyncio.AbstractServer | None = None
+
+    def open(self) -> None:
+        path = self.address
+        check_path_length(path)
+        self.created_dir = ensure_socket_dir(os.path.dirname(path))
+        self._lock()
+        try:
+            self._clear_stale(path)
+            self.sock = self._bind(path)
+        except BaseException:
+            self.release()
+            raise
+
+    def _lock(self) -> None:
+        try:
+            fd = os.open(
+                self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+            )
+        except OSError as exc:
+            raise AddressError(f"cannot open lock file {self.lock_path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(
+                self.address, f"another gateway holds the lock {self.lock_path}"
+            ) from None
+        except OSError as exc:  # pragma: no cover - flock on a regular file does not fail otherwise
+            os.close(fd)
+            raise AddressError(f"cannot lock {self.lock_path}: {exc.strerror}") from exc
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _clear_stale(self, path: str) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            raise AddressError(f"{path} is a symlink; refusing to use it as the socket")
+        if not stat.S_ISSOCK(st.st_mode):
+            raise AddressError(f"{path} exists and is not a socket; refusing to replace it")
+        state = probe_socket(path)
+        if state == "live":
+            raise AlreadyRunning(path)
+        if state == "stale":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def _bind(self, path: str) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            old_umask = os.umask(0o177)
+            try:
+                sock.bind(path)
+            finally:
+                os.umask(old_umask)
+            os.chmod(path, 0o600)
+            st = os.stat(path)
+            self._identity = (st.st_dev, st.st_ino)
+            sock.listen(self.backlog)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise AlreadyRunning(path, "the address is in use") from exc
+            raise AddressError(f"cannot listen on {path}: {exc.strerror}") from exc
+        return sock
+
+    async def start(self, protocol_factory: ProtocolFactory) -> None:
+        if self.sock is None:
+            raise RuntimeError("open() the listener before start()")
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(
+            protocol_factory, sock=self.sock, backlog=self.backlog
+        )
+
+    def stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    def release(self) -> None:
+        if self._identity is not None:
+            try:
+                st = os.stat(self.address)
+            except OSError:
+                pass
+            else:
+                if (st.st_dev, st.st_ino) == self._identity:
+                    with contextlib.suppress(OSError):
+                        os.unlink(self.address)
+            self._identity = None
+        if self._server is None and self.sock is not None:
+            self.sock.close()
+        self.sock = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def peer_credentials(self, transport: asyncio.BaseTransport) -> PeerCredentials:
+        sock = transport.get_extra_info("socket")
+        return read_peer_credentials(sock)
+
+    def describe(self) -> dict[str, object]:
+        info: dict[str, object] = {"address": self.address, "transport": "unix"}
+        with contextlib.suppress(OSError):
+            info["mode"] = f"{stat.S_IMODE(os.stat(self.address).st_mode):04o}"
+        return info

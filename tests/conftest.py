@@ -1,0 +1,55 @@
+"""Fixtures: temporary socket directories and real gateway processes, always cleaned up."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.support import Gateway, short_tmpdir
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[str]:
+    """A fresh short directory under /tmp, removed after the test."""
+    path = short_tmpdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def sock_path(sock_dir: str) -> str:
+    """A socket path inside :func:`sock_dir`."""
+    return f"{sock_dir}/gw.sock"
+
+
+GatewayFactory = Callable[..., Gateway]
+
+
+@pytest.fixture
+def gateway_factory(sock_path: str) -> Iterator[GatewayFactory]:
+    """Start gateways (``factory(*flags, path=..., wait=True)``); all are killed afterwards."""
+    started: list[Gateway] = []
+
+    def factory(
+        *args: str,
+        path: str | None = None,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> Gateway:
+        gw = Gateway(path or sock_path, *args, env=env)
+        started.append(gw)
+        return gw.start(wait=wait, timeout=timeout)
+
+    yield factory
+    for gw in started:
+        gw.kill()
+        gw.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def gateway(gateway_factory: GatewayFactory) -> Gateway:
+    """One running gateway on :func:`sock_path` with default flags."""
+    return gateway_factory()
