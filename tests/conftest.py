@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -45,6 +47,9 @@ def gateway_factory(sock_path: str) -> Iterator[GatewayFactory]:
 
     yield factory
     for gw in started:
+        # A graceful stop lets the daemon write its coverage data; kill is the fallback.
+        with contextlib.suppress(subprocess.TimeoutExpired, AssertionError):
+            gw.stop(timeout=8)
         gw.kill()
         gw.log_path.unlink(missing_ok=True)
 

@@ -124,7 +124,9 @@ class Gateway:
         self.args = list(args)
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(f"{path}.{os.getpid()}.{id(self)}.log")
+        fd, log_path = tempfile.mkstemp(prefix="ngw-log-", suffix=".log", dir="/tmp")
+        os.close(fd)
+        self.log_path = Path(log_path)
 
     def start(self, *, wait: bool = True, timeout: float = 10.0, **popen: Any) -> Gateway:
         env = dict(os.environ)

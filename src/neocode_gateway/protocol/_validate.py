@@ -69,8 +69,14 @@ def parse_frame(line: bytes) -> Frame:
         raise _explain_type_error(line, str(exc)) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise _invalid_json() from None
-    # Cheap guards first: a frame with at most 64 brackets cannot nest deeper than
-    # 64, and an integer needs 19+ digits to leave the 64-bit range.
+    # Cheap guards first: msgspec skips unknown fields without checking all of
+    # their UTF-8, a frame with at most 64 brackets cannot nest deeper than 64,
+    # and an integer needs 19+ digits to leave the 64-bit range.
+    if not line.isascii():
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _invalid_json() from None
     if (line.count(b"{") + line.count(b"[") > MAX_NESTING_DEPTH and _too_deep(line)) or (
         _LONG_DIGITS.search(line) is not None and _has_huge_int(line)
     ):

@@ -21,6 +21,7 @@ from neocode_gateway.transport._unix import (
     check_path_length,
     ensure_socket_dir,
     probe_socket,
+    read_lock_info,
 )
 
 
@@ -46,6 +47,7 @@ __all__ = [
     "default_socket_dir",
     "ensure_socket_dir",
     "probe_socket",
+    "read_lock_info",
     "parse_ucred",
     "parse_xucred",
     "read_peer_credentials",

@@ -25,8 +25,11 @@ import fcntl
 import os
 import socket
 import stat
-from typing import Final
+from typing import Any, Final
 
+import msgspec
+
+from neocode_gateway import __version__
 from neocode_gateway.errors import AddressError, AlreadyRunning
 from neocode_gateway.transport._address import MAX_UNIX_PATH_BYTES, default_socket_dir
 from neocode_gateway.transport._base import Listener, ProtocolFactory
@@ -137,6 +140,20 @@ def probe_socket(path: str, timeout: float = PROBE_TIMEOUT) -> str:
     return "live"
 
 
+def read_lock_info(socket_path: str) -> dict[str, Any] | None:
+    """What the gateway serving ``socket_path`` wrote in ``PATH.lock``: its pid and version.
+
+    ``None`` if there is no readable lock file (or it is not ours). The lock
+    file is only a hint for status output; the lock itself is the ``flock``.
+    """
+    try:
+        with open(socket_path + ".lock", "rb") as lock:
+            info = msgspec.json.decode(lock.read(4096))
+    except (OSError, msgspec.DecodeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
 class UnixListener(Listener):
     """A Unix socket listener that follows every safety rule of the module docstring."""
 
@@ -181,7 +198,7 @@ class UnixListener(Listener):
             raise AddressError(f"cannot lock {self.lock_path}: {exc.strerror}") from exc
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            os.write(fd, msgspec.json.encode({"pid": os.getpid(), "version": __version__}) + b"\n")
         self._lock_fd = fd
 
     def _clear_stale(self, path: str) -> None:
