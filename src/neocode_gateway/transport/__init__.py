@@ -30,7 +30,9 @@ def create_listener(address: str, *, max_connections: int = 128) -> Listener:
     if is_pipe_address(address):
         from neocode_gateway.transport._windows import create_pipe_listener
 
-        return create_pipe_listener(address, max_instances=max_connections)
+        # One instance more than the cap, so that the extra client is admitted and
+        # closed by the server (as on Unix) instead of waiting for a free instance.
+        return create_pipe_listener(address, max_instances=max_connections + 1)
     return UnixListener(address)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import os
 import socket
 import stat
@@ -180,6 +179,8 @@ class UnixListener(Listener):
             raise
 
     def _lock(self) -> None:
+        import fcntl  # POSIX only: imported here so the package still imports on Windows
+
         try:
             fd = os.open(
                 self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
