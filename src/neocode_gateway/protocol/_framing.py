@@ -53,24 +53,28 @@ class LineFramer:
             return []
         lines = data.split(b"\n")
         tail = lines.pop()
-        if self._partial and lines:
-            self._partial += lines[0]
-            lines[0] = bytes(self._partial)
-            self._partial.clear()
-        out: list[bytes] = []
-        for line in lines:
-            if len(line) > self.max_frame_bytes and self._too_long(line):
-                self.overflowed = True
-                self._partial.clear()
-                return out
-            if line and line.strip(_BLANKS):
-                out.append(line)
-        self._partial += tail
+        partial = self._partial
+        if partial and lines:
+            partial += lines[0]
+            lines[0] = bytes(partial)
+            partial.clear()
+        # Only a read longer than the limit (or one that completes a long partial
+        # line) can hold a line that is too long: skip the per-line check otherwise.
+        if len(data) > self.max_frame_bytes or (lines and len(lines[0]) > self.max_frame_bytes):
+            for index, line in enumerate(lines):
+                if len(line) > self.max_frame_bytes and self._too_long(line):
+                    self.overflowed = True
+                    partial.clear()
+                    return [x for x in lines[:index] if x.strip(_BLANKS)]
+        partial += tail
         # Fail as soon as the partial line cannot fit, instead of buffering to the newline.
-        if len(self._partial) > self._limit:
+        if len(partial) > self._limit:
             self.overflowed = True
-            self._partial.clear()
-        return out
+            partial.clear()
+        for line in lines:
+            if not line.strip(_BLANKS):  # rare: drop blank lines
+                return [x for x in lines if x.strip(_BLANKS)]
+        return lines
 
     def feed_eof(self) -> bytes | None:
         """End of stream: a final line without ``\\n`` is still a frame."""

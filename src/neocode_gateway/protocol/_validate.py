@@ -35,7 +35,7 @@ _decoder: Final = msgspec.json.Decoder(Frame)
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
-_LONG_DIGITS = re.compile(rb"\d{19}")
+_DEPTH_GATE: Final = 2 * MAX_NESTING_DEPTH + 1
 _MSGSPEC_PATH = re.compile(r"- at `\$(?P<path>[^`]*)`")
 _MSGSPEC_EXPECTED = re.compile(r"Expected `(?P<want>[^`]+)`, got `(?P<got>[^`]+)`")
 _JSON_KIND = {
@@ -69,17 +69,23 @@ def parse_frame(line: bytes) -> Frame:
         raise _explain_type_error(line, str(exc)) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         raise _invalid_json() from None
-    # Cheap guards first: msgspec skips unknown fields without checking all of
-    # their UTF-8, a frame with at most 64 brackets cannot nest deeper than 64,
-    # and an integer needs 19+ digits to leave the 64-bit range.
+    # Cheap guards first. msgspec skips unknown fields without checking all of
+    # their UTF-8; JSON nesting deeper than 64 needs more than 2 * 64 bytes and
+    # 64 opening brackets; an integer outside 64 bits can only be kept in the
+    # payload (unknown fields are dropped), so only a payload is walked.
     if not line.isascii():
         try:
             line.decode("utf-8")
         except UnicodeDecodeError:
             raise _invalid_json() from None
-    if (line.count(b"{") + line.count(b"[") > MAX_NESTING_DEPTH and _too_deep(line)) or (
-        _LONG_DIGITS.search(line) is not None and _has_huge_int(line)
+    if (
+        len(line) > _DEPTH_GATE
+        and line.count(b"{") + line.count(b"[") > MAX_NESTING_DEPTH
+        and nesting_depth_exceeds(line)
     ):
+        raise _invalid_json()
+    payload = frame.payload
+    if payload is not None and type(payload) is not str and _has_huge_int(payload):
         raise _invalid_json()
     validate(frame)
     return frame
@@ -100,22 +106,16 @@ def nesting_depth_exceeds(line: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
     return bool(brackets)
 
 
-_too_deep = nesting_depth_exceeds
-
-
-def _has_huge_int(line: bytes) -> bool:
-    def walk(value: Any) -> bool:
-        if isinstance(value, bool):
-            return False
-        if isinstance(value, int):
-            return not INT_MIN <= value <= UINT_MAX
-        if isinstance(value, dict):
-            return any(walk(v) for v in value.values())
-        if isinstance(value, list):
-            return any(walk(v) for v in value)
-        return False
-
-    return walk(msgspec.json.decode(line))
+def _has_huge_int(value: Any) -> bool:
+    """Whether a decoded JSON value holds an integer outside the 64-bit range."""
+    kind = type(value)
+    if kind is int:
+        return not INT_MIN <= value <= UINT_MAX
+    if kind is dict:
+        return any(_has_huge_int(v) for v in value.values())
+    if kind is list:
+        return any(_has_huge_int(v) for v in value)
+    return False
 
 
 def _str_or_none(raw: dict[str, Any], key: str) -> str | None:

@@ -50,7 +50,6 @@ class Connection(asyncio.Protocol):
         "_framer",
         "_handler",
         "_queue",
-        "_read_timeout",
         "_server",
         "closed",
         "peer",
@@ -63,7 +62,6 @@ class Connection(asyncio.Protocol):
         self._server = server
         self._handler = handler
         self._framer = LineFramer(server.config.max_frame_bytes)
-        self._read_timeout = server.config.read_timeout
         # Responses waiting behind an unfinished asynchronous one, in request order.
         self._queue: deque[bytes | asyncio.Future[bytes]] = deque()
         self._close_when_flushed = False
@@ -88,7 +86,7 @@ class Connection(asyncio.Protocol):
         if lines:
             self._answer(lines)
             if not self._queue:
-                self.read_deadline = self._server.loop_time() + self._read_timeout
+                self.read_deadline = self._server.next_read_deadline
         if framer.overflowed and not self._close_when_flushed:
             self._emit(
                 encode_error(INVALID_FRAME, codes.msg_frame_too_large(framer.max_frame_bytes))
@@ -125,7 +123,7 @@ class Connection(asyncio.Protocol):
         self.write_deadline = _INF
         if self.transport is not None and not self.closed and not self._close_when_flushed:
             self.transport.resume_reading()
-            self.read_deadline = self._server.loop_time() + self._read_timeout
+            self.read_deadline = self._server.next_read_deadline
 
     # -- answering --------------------------------------------------------------------
 
@@ -190,7 +188,7 @@ class Connection(asyncio.Protocol):
             queue.popleft()
         self._flush(out)
         if not queue:
-            self.read_deadline = self._server.loop_time() + self._read_timeout
+            self.read_deadline = self._server.next_read_deadline
             if self._close_when_flushed:
                 self._close_now()
 

@@ -65,6 +65,10 @@ class Server:
         self._sweep_period = min(
             _MAX_SWEEP, max(_MIN_SWEEP, min(config.read_timeout, config.write_timeout) / 10)
         )
+        #: Read deadline for a frame completed now, from a clock the sweeper updates:
+        #: connections store it instead of reading the clock on every frame. It is
+        #: one sweep period late at most, never early.
+        self.next_read_deadline = float("inf")
         self._stopping = False
         self._all_closed = asyncio.Event()
         self._cap_log = RateLimitedLog(log)
@@ -77,8 +81,12 @@ class Server:
     async def start(self) -> None:
         """Start accepting (the listener must be open)."""
         self._loop = asyncio.get_running_loop()
+        self._tick(self._loop.time())
         await self.listener.start(self._new_connection)
         self._sweeper = self._loop.call_later(self._sweep_period, self._sweep)
+
+    def _tick(self, now: float) -> None:
+        self.next_read_deadline = now + self._sweep_period + self.config.read_timeout
 
     def _new_connection(self) -> Connection:
         return Connection(self, self.handler)
@@ -122,7 +130,7 @@ class Server:
             conn.peer = peer
         self.accepted += 1
         self.connections.add(conn)
-        conn.read_deadline = self.loop_time() + self.config.read_timeout
+        conn.read_deadline = self.next_read_deadline
 
     def _forget(self, conn: Connection) -> None:
         self.connections.discard(conn)
@@ -134,6 +142,7 @@ class Server:
     def _sweep(self) -> None:
         """Close connections past their read deadline, abort those past their write deadline."""
         now = self.loop_time()
+        self._tick(now)
         for conn in [
             c for c in self.connections if c.read_deadline <= now or c.write_deadline <= now
         ]:
