@@ -94,13 +94,12 @@ def ensure_socket_dir(directory: str, *, strict_private: bool | None = None) -> 
 def _make_dirs(directory: str) -> bool:
     """Create ``directory`` and missing parents with mode 0700; True if the leaf was created."""
     try:
-        st = os.lstat(directory)
+        os.lstat(directory)
     except FileNotFoundError:
         pass
     except NotADirectoryError as exc:
         raise AddressError(f"socket directory {directory}: a parent is not a directory") from exc
     else:
-        del st
         return False
     parent = os.path.dirname(directory)
     if parent != directory:
