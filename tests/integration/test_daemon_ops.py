@@ -44,6 +44,7 @@ def test_low_descriptor_limit_is_reported_and_the_daemon_still_serves(sock_path:
         log = gw.log()
         assert "RLIMIT_NOFILE is 64 (hard limit 64)" in log
         assert "--max-connections 128 needs 160 descriptors" in log
+        assert "serving at most 32 connections at once" in log
         assert ping_ok(gw.path)
     finally:
         gw.stop()

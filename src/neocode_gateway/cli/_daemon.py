@@ -123,16 +123,19 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def ensure_fd_limit(max_connections: int) -> None:
-    """Raise RLIMIT_NOFILE's soft limit to what ``max_connections`` needs.
+def ensure_fd_limit(max_connections: int) -> int:
+    """Raise RLIMIT_NOFILE's soft limit to what ``max_connections`` needs; return the cap to use.
 
-    If the hard limit is too low the daemon still starts, but says clearly how
-    many connections it can really hold and how to fix it.
+    If the hard limit is too low the daemon still starts, but with the cap
+    lowered to what the descriptors allow, and says so once, clearly: refusing
+    a connection over the cap needs no spare descriptor, whereas running out
+    of descriptors makes ``accept`` fail in ways each event loop handles
+    differently (asyncio retries and logs every second, libuv drops silently).
     """
     try:
         import resource
     except ImportError:  # pragma: no cover - Windows
-        return
+        return max_connections
     needed = max_connections + FD_HEADROOM
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
@@ -140,17 +143,20 @@ def ensure_fd_limit(max_connections: int) -> None:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        log.warning(
-            "RLIMIT_NOFILE is %d (hard limit %d) but --max-connections %d needs %d descriptors: "
-            "only about %d connections can be open at once; raise the limit (ulimit -n) or "
-            "lower --max-connections",
-            soft,
-            hard,
-            max_connections,
-            needed,
-            max(soft - FD_HEADROOM, 0),
-        )
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return max_connections
+    usable = max(soft - FD_HEADROOM, 1)
+    log.warning(
+        "RLIMIT_NOFILE is %d (hard limit %d) but --max-connections %d needs %d descriptors: "
+        "serving at most %d connections at once; raise the limit (ulimit -n) or lower "
+        "--max-connections",
+        soft,
+        hard,
+        max_connections,
+        needed,
+        usable,
+    )
+    return usable
 
 
 def rss_kb() -> int | None:
@@ -226,7 +232,7 @@ def run(options: argparse.Namespace, prog: str) -> int:
     configure_logging(options.log_level)
     try:
         config = ServerConfig(
-            max_connections=options.max_connections,
+            max_connections=ensure_fd_limit(options.max_connections),
             read_timeout=options.read_timeout,
             write_timeout=options.write_timeout,
             max_frame_bytes=options.max_frame_bytes,
@@ -244,7 +250,6 @@ def run(options: argparse.Namespace, prog: str) -> int:
     except TransportError as exc:
         return fail(prog, str(exc), EXIT_FAILURE)
     try:
-        ensure_fd_limit(config.max_connections)
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve(listener, config))
     except KeyboardInterrupt:  # pragma: no cover - SIGINT before the handler was installed
