@@ -87,22 +87,25 @@ class Connection(asyncio.Protocol):
             self._answer(lines)
             if not self._queue:
                 self.read_deadline = self._server.next_read_deadline
-        if framer.overflowed and not self._close_when_flushed:
-            self._emit(
-                encode_error(INVALID_FRAME, codes.msg_frame_too_large(framer.max_frame_bytes))
-            )
-            self._close_after_flush()
+        if framer.overflowed:
+            self._refuse_oversized()
 
     def eof_received(self) -> bool:
         line = self._framer.feed_eof()
         if line is not None and not self._close_when_flushed:
             self._answer([line])
-        elif self._framer.overflowed and not self._close_when_flushed:
-            self._emit(
-                encode_error(INVALID_FRAME, codes.msg_frame_too_large(self._framer.max_frame_bytes))
-            )
+        self._refuse_oversized()
         self._close_after_flush()
         return True  # we close ourselves once every response is written
+
+    def _refuse_oversized(self) -> None:
+        """A line passed the size limit: one error frame (after earlier answers), then close."""
+        framer = self._framer
+        if framer.overflowed and not self._close_when_flushed:
+            self._emit(
+                encode_error(INVALID_FRAME, codes.msg_frame_too_large(framer.max_frame_bytes))
+            )
+            self._close_after_flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
