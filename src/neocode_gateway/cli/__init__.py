@@ -54,7 +54,9 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         epilog = (
             "sub-commands (neocode-gateway COMMAND --help):\n"
             + "\n".join(lines)
-            + "\n\nexit codes: 0 ok, 1 failure, 2 usage error, 3 a gateway is already running"
+            + "\n\nexit codes (daemon): 0 ok, 1 failure, 2 usage error,"
+            + " 3 a gateway is already running"
+            + "\nclient commands: see neocode-gateway COMMAND --help"
         )
     parser = Parser(
         prog=prog,
