@@ -129,7 +129,9 @@ def _explain_type_error(line: bytes, detail: str) -> FrameError:
         return _invalid_json()
     try:
         raw = msgspec.json.decode(line)
-    except (msgspec.DecodeError, RecursionError):  # pragma: no cover - typed decode passed syntax
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # The typed decode stopped at the first wrong type: the rest of the line
+        # (its syntax, its UTF-8) has not been checked yet.
         return _invalid_json()
     if not isinstance(raw, dict):
         return _invalid_json()

@@ -35,6 +35,12 @@ from neocode_gateway.transport._base import Listener, ProtocolFactory
 from neocode_gateway.transport._peercred import PeerCredentials, read_peer_credentials
 
 DEFAULT_BACKLOG: Final = 4096
+#: Connections asyncio accepts per wake-up (uvloop uses the backlog only for listen()).
+#: Each holds a descriptor until the server's cap check runs in connection_made, one or
+#: two loop iterations later, so the batches in flight must fit in the spare descriptors
+#: (FD_HEADROOM): with 4096 a burst hits EMFILE even under the cap, and CPython < 3.14
+#: then retries and logs once per remaining connection of the batch (gh-151615).
+ACCEPT_BATCH: Final = 4
 PROBE_TIMEOUT: Final = 1.0
 _STALE_ERRNOS: Final = frozenset({errno.ECONNREFUSED, errno.ENOENT})
 
@@ -242,8 +248,11 @@ class UnixListener(Listener):
             raise RuntimeError("open() the listener before start()")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(
-            protocol_factory, sock=self.sock, backlog=self.backlog
+            protocol_factory, sock=self.sock, backlog=ACCEPT_BATCH
         )
+        # create_unix_server also passed ACCEPT_BATCH to listen(): keep the kernel's
+        # queue of pending connections long.
+        self.sock.listen(self.backlog)
 
     def stop_accepting(self) -> None:
         if self._server is not None:

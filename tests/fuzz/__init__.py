@@ -1,0 +1,1 @@
+"""Fuzzing of the pure protocol pieces (framer and decoder); see ``fuzz_framer.py``."""
