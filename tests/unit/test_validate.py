@@ -227,6 +227,7 @@ def test_rule(line: str, code: str, message: str) -> None:
         b'{"type":"request","action":"ping","request_id":"\xff"}',
         b'{"type":"request","action":"ping","zzz":"\xc3\x28"}',
         b'{"type":"request","action":"ping","payload":"\xed\xa0\x80"}',
+        b'{"type":"request","action":"ping","request_id":1,"x":"\xff"}',
         b'{"type":"request","action":"ping","payload":123456789012345678901234567890}',
         b'{"type":"request","action":"ping","payload":[-9223372036854775809]}',
         b'{"type":"request","action":"ping","payload":{"a":18446744073709551616}}',
