@@ -114,6 +114,9 @@ class Connection(asyncio.Protocol):
                 item.cancel()
         self._queue.clear()
         self._server._forget(self)
+        # Break the transport <-> protocol cycle so that the pair is freed by
+        # reference counting now, not by a later garbage-collector pass.
+        self.transport = None
 
     def pause_writing(self) -> None:
         # The client is not reading: stop reading its requests (so we stop producing
