@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.fakes import FakeServer, Handler
 from tests.support import Gateway, short_tmpdir
 
 
@@ -58,3 +59,18 @@ def gateway_factory(sock_path: str) -> Iterator[GatewayFactory]:
 def gateway(gateway_factory: GatewayFactory) -> Gateway:
     """One running gateway on :func:`sock_path` with default flags."""
     return gateway_factory()
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[[Handler], FakeServer]]:
+    """Start small misbehaving servers (:mod:`tests.fakes`); all are stopped afterwards."""
+    servers: list[FakeServer] = []
+
+    def start(handler: Handler) -> FakeServer:
+        server = FakeServer(handler)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

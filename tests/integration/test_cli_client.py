@@ -10,7 +10,7 @@ import re
 import signal
 import socket
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 from neocode_gateway import __version__
 from neocode_gateway.cli import main
 from neocode_gateway.client import _async as client_async
-from tests.integration.test_client import (
+from tests.fakes import (
     FakeServer,
     Handler,
     garbage,
@@ -30,20 +30,6 @@ from tests.integration.test_client import (
 from tests.support import GATEWAY_CMD, Gateway, run_cli, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def fake_server() -> Iterator[Callable[[Handler], FakeServer]]:
-    servers: list[FakeServer] = []
-
-    def start(handler: Handler) -> FakeServer:
-        server = FakeServer(handler)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def unreachable_message(path: str) -> str:

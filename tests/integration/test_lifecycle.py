@@ -224,6 +224,7 @@ def test_default_address_is_used_without_listen() -> None:
         (["--log-level", "loud"], "--log-level"),
         (["--listen", ""], "--listen"),
         (["--bogus"], "--bogus"),
+        (["bogus"], "unknown command 'bogus'"),
     ],
 )
 def test_bad_flag_values_print_one_line_and_exit_2(args: list[str], needle: str) -> None:

@@ -75,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = "serve"
     if args and args[0] in COMMANDS:
         name = args.pop(0)
+    elif args and not args[0].startswith("-"):
+        sys.stderr.write(
+            f"neocode-gateway: error: unknown command {args[0]!r} "
+            f"(commands: {', '.join(COMMANDS)}; see --help)\n"
+        )
+        return 2
     parser = build_parser(name)
     options = parser.parse_args(args)
     return COMMANDS[name].run(options, parser.prog)
