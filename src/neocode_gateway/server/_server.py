@@ -37,6 +37,11 @@ class RateLimitedLog:
         self._suppressed = 0
 
     def warning(self, message: str, *args: object) -> None:
+        """Log at WARNING level, unless one was logged less than ``interval`` ago."""
+        self.log(logging.WARNING, message, *args)
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        """Log at ``level``, unless one was logged less than ``interval`` ago."""
         now = time.monotonic()
         if now - self._last < self._interval:
             self._suppressed += 1
@@ -45,7 +50,7 @@ class RateLimitedLog:
             message += f" ({self._suppressed} similar events suppressed)"
             self._suppressed = 0
         self._last = now
-        self._logger.warning(message, *args)
+        self._logger.log(level, message, *args)
 
 
 class Server:
@@ -73,6 +78,7 @@ class Server:
         self._all_closed = asyncio.Event()
         self._cap_log = RateLimitedLog(log)
         self._peer_log = RateLimitedLog(log)
+        self._abort_log = RateLimitedLog(log)
 
     def loop_time(self) -> float:
         assert self._loop is not None
@@ -147,7 +153,9 @@ class Server:
             c for c in self.connections if c.read_deadline <= now or c.write_deadline <= now
         ]:
             if conn.write_deadline <= now:
-                log.info("connection aborted: client did not read its responses in time")
+                self._abort_log.log(
+                    logging.INFO, "connection aborted: client did not read its responses in time"
+                )
                 conn.abort()
             elif conn.write_deadline == float("inf"):
                 log.debug("connection closed: no complete frame within the read timeout")
