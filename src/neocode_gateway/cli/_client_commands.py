@@ -43,8 +43,7 @@ from neocode_gateway.client import (
     RequestTimeout,
 )
 from neocode_gateway.protocol import Frame, encode_frame, frame_schema
-from neocode_gateway.transport import default_address, read_lock_info
-from neocode_gateway.transport._address import is_pipe_address
+from neocode_gateway.transport import default_address, is_pipe_address, read_lock_info
 
 CommandSpec = tuple[
     str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, str], int]

@@ -32,8 +32,12 @@ from neocode_gateway.errors import (
     TransportError,
 )
 from neocode_gateway.protocol import DEFAULT_MAX_FRAME_BYTES, Frame, encode_frame
-from neocode_gateway.transport import PeerCredentials, default_address, read_peer_credentials
-from neocode_gateway.transport._address import is_pipe_address
+from neocode_gateway.transport import (
+    PeerCredentials,
+    default_address,
+    is_pipe_address,
+    read_peer_credentials,
+)
 
 log = logging.getLogger("neocode_gateway.client")
 

@@ -48,6 +48,7 @@ __all__ = [
     "default_address",
     "default_socket_dir",
     "ensure_socket_dir",
+    "is_pipe_address",
     "probe_socket",
     "read_lock_info",
     "parse_ucred",
