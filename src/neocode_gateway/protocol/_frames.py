@@ -8,9 +8,12 @@ Field order is the wire order of the contract's examples.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import Iterable
+from typing import Annotated, Any, Final
 
 import msgspec
+
+from neocode_gateway.protocol._codes import ERROR_CODES as _ERROR_CODES
 
 FRAME_TYPES: Final = frozenset({"request", "ack", "event", "error"})
 ACTIONS: Final = (
@@ -26,42 +29,55 @@ ACTION_SET: Final = frozenset(ACTIONS)
 PERMISSION_DECISIONS: Final = frozenset({"allow_once", "allow_session", "reject"})
 
 
+def _doc(description: str, enum: Iterable[str] = ()) -> msgspec.Meta:
+    """Schema-only annotations: a description, and the allowed values where there is a set.
+
+    ``extra_json_schema`` only shapes the published schema; decoding still accepts
+    any string, so that a wrong value is reported by the contract's validation
+    rules (with the contract's error code and message), not by msgspec.
+    """
+    extra = {"enum": sorted(enum)} if enum else None
+    return msgspec.Meta(description=description, extra_json_schema=extra)
+
+
 class Media(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
     """The media of an image input part."""
 
-    uri: str | None = None
-    mime_type: str | None = None
-    file_name: str | None = None
+    uri: Annotated[str | None, _doc("where the image is; required")] = None
+    mime_type: Annotated[str | None, _doc("e.g. image/png; required")] = None
+    file_name: Annotated[str | None, _doc("optional file name")] = None
 
 
 class InputPart(msgspec.Struct, omit_defaults=True):
     """One part of a multimodal input: ``text`` or ``image``."""
 
-    type: str | None = None
-    text: str | None = None
-    media: Media | None = None
+    type: Annotated[str | None, _doc("the kind of part", ("text", "image"))] = None
+    text: Annotated[str | None, _doc("non-blank text of a text part")] = None
+    media: Annotated[Media | None, _doc("the image of an image part")] = None
 
 
 class ErrorBody(msgspec.Struct):
     """The ``error`` object of an error frame."""
 
-    code: str = ""
-    message: str = ""
+    code: Annotated[str, _doc("stable error code; branch on this", _ERROR_CODES)] = ""
+    message: Annotated[str, _doc("human-readable explanation; do not parse")] = ""
 
 
 class Frame(msgspec.Struct, omit_defaults=True):
     """One v1 frame, request or response. Unknown fields are ignored on decode."""
 
-    type: str | None = None
-    action: str | None = None
-    request_id: str | None = None
-    run_id: str | None = None
-    session_id: str | None = None
-    input_text: str | None = None
-    input_parts: list[InputPart] | None = None
-    workdir: str | None = None
-    payload: Any = None
-    error: ErrorBody | None = None
+    type: Annotated[str | None, _doc("kind of frame; required", FRAME_TYPES)] = None
+    action: Annotated[str | None, _doc("the action requested or answered", ACTIONS)] = None
+    request_id: Annotated[str | None, _doc("chosen by the client, echoed in the answer")] = None
+    run_id: Annotated[str | None, _doc("run identifier")] = None
+    session_id: Annotated[
+        str | None, _doc("session identifier; required by compact and load_session")
+    ] = None
+    input_text: Annotated[str | None, _doc("text input of run")] = None
+    input_parts: Annotated[list[InputPart] | None, _doc("multimodal input of run")] = None
+    workdir: Annotated[str | None, _doc("per-request working directory override")] = None
+    payload: Annotated[Any, _doc("action payload or event payload: any JSON value")] = None
+    error: Annotated[ErrorBody | None, _doc("present on error frames only")] = None
 
 
 _encoder: Final = msgspec.json.Encoder()
