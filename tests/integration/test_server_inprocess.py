@@ -8,9 +8,10 @@ that fails, a request in flight at shutdown, frames pushed at any time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import msgspec
 import pytest
@@ -53,12 +54,24 @@ def req(action: str, rid: str, **extra: object) -> bytes:
     )
 
 
-async def start(path: str, dispatcher: Dispatcher, **cfg: float) -> Server:
+@contextlib.asynccontextmanager
+async def serving(
+    path: str, dispatcher: Dispatcher, **cfg: float
+) -> AsyncIterator[tuple[Server, asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A server on ``path`` and one client connected to it; both are cleaned up after."""
     listener = UnixListener(path)
     listener.open()
     server = Server(listener, dispatcher, ServerConfig(**cfg))  # type: ignore[arg-type]
     await server.start()
-    return server
+    try:
+        reader, writer = await asyncio.open_unix_connection(path)
+        try:
+            yield server, reader, writer
+        finally:
+            writer.close()
+    finally:
+        await server.shutdown()
+        listener.release()
 
 
 async def read_frames(reader: asyncio.StreamReader, n: int) -> list[dict[str, object]]:
@@ -89,25 +102,21 @@ def test_responses_stay_in_order_behind_a_slow_answer(
 ) -> None:
     async def scenario() -> None:
         gate = asyncio.Event()
-        server = await start(path, slow_dispatcher(gate))
-        reader, writer = await asyncio.open_unix_connection(path)
-        writer.write(
-            req("ping", "a") + req("run", "b", input_text="x") + req("ping", "c") + b"garbage\n"
-        )
-        await writer.drain()
-        first = await read_frames(reader, 1)
-        assert first[0]["request_id"] == "a"
-        # c and the error wait behind b.
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(reader.readline(), 0.2)
-        gate.set()
-        rest = await read_frames(reader, 3)
-        assert [f.get("request_id") for f in rest] == ["b", "c", None]
-        assert rest[2]["error"] == {"code": "invalid_frame", "message": "invalid json frame"}
-        assert await reader.read() == b""  # closed after the fatal error, once flushed
-        writer.close()
-        await server.shutdown()
-        server.listener.release()
+        async with serving(path, slow_dispatcher(gate)) as (_server, reader, writer):
+            writer.write(
+                req("ping", "a") + req("run", "b", input_text="x") + req("ping", "c") + b"garbage\n"
+            )
+            await writer.drain()
+            first = await read_frames(reader, 1)
+            assert first[0]["request_id"] == "a"
+            # c and the error wait behind b.
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.readline(), 0.2)
+            gate.set()
+            rest = await read_frames(reader, 3)
+            assert [f.get("request_id") for f in rest] == ["b", "c", None]
+            assert rest[2]["error"] == {"code": "invalid_frame", "message": "invalid json frame"}
+            assert await reader.read() == b""  # closed after the fatal error, once flushed
 
     run(scenario())
 
@@ -116,22 +125,21 @@ def test_failing_handlers_answer_internal_error(
     run: Callable[[Awaitable[None]], None], path: str
 ) -> None:
     async def scenario() -> None:
-        server = await start(path, slow_dispatcher(asyncio.Event()))
-        reader, writer = await asyncio.open_unix_connection(path)
-        writer.write(req("cancel", "x") + req("list_sessions", "y") + req("ping", "z"))
-        frames = await read_frames(reader, 3)
-        assert frames[0] == {
-            "type": "error",
-            "action": "cancel",
-            "request_id": "x",
-            "error": {"code": "internal_error", "message": "internal gateway error"},
-        }
-        assert frames[1]["error"] == {"code": "internal_error", "message": "internal gateway error"}
-        assert frames[1]["request_id"] == "y"
-        assert frames[2]["request_id"] == "z"
-        writer.close()
-        await server.shutdown()
-        server.listener.release()
+        async with serving(path, slow_dispatcher(asyncio.Event())) as (_server, reader, writer):
+            writer.write(req("cancel", "x") + req("list_sessions", "y") + req("ping", "z"))
+            frames = await read_frames(reader, 3)
+            assert frames[0] == {
+                "type": "error",
+                "action": "cancel",
+                "request_id": "x",
+                "error": {"code": "internal_error", "message": "internal gateway error"},
+            }
+            assert frames[1]["error"] == {
+                "code": "internal_error",
+                "message": "internal gateway error",
+            }
+            assert frames[1]["request_id"] == "y"
+            assert frames[2]["request_id"] == "z"
 
     run(scenario())
 
@@ -141,25 +149,22 @@ def test_shutdown_waits_for_a_request_in_flight(
 ) -> None:
     async def scenario() -> None:
         gate = asyncio.Event()
-        server = await start(path, slow_dispatcher(gate))
-        reader, writer = await asyncio.open_unix_connection(path)
-        idle_reader, idle_writer = await asyncio.open_unix_connection(path)
-        writer.write(req("run", "r1", input_text="x"))
-        await writer.drain()
-        while not any(c.busy for c in server.connections):
-            await asyncio.sleep(0.001)
-        stopping = asyncio.ensure_future(server.shutdown())
-        assert await idle_reader.read() == b""  # the idle client is closed at once
-        assert not stopping.done()
-        gate.set()
-        [frame] = await read_frames(reader, 1)
-        assert frame == {"type": "ack", "action": "run", "request_id": "r1"}
-        assert await reader.read() == b""
-        await stopping
-        assert not server.connections
-        writer.close()
-        idle_writer.close()
-        server.listener.release()
+        async with serving(path, slow_dispatcher(gate)) as (server, reader, writer):
+            idle_reader, idle_writer = await asyncio.open_unix_connection(path)
+            writer.write(req("run", "r1", input_text="x"))
+            await writer.drain()
+            while not any(c.busy for c in server.connections):
+                await asyncio.sleep(0.001)
+            stopping = asyncio.ensure_future(server.shutdown())
+            assert await idle_reader.read() == b""  # the idle client is closed at once
+            assert not stopping.done()
+            gate.set()
+            [frame] = await read_frames(reader, 1)
+            assert frame == {"type": "ack", "action": "run", "request_id": "r1"}
+            assert await reader.read() == b""
+            await stopping
+            assert not server.connections
+            idle_writer.close()
         assert not os.path.exists(path)
 
     run(scenario())
@@ -169,17 +174,18 @@ def test_shutdown_grace_aborts_what_does_not_finish(
     run: Callable[[Awaitable[None]], None], path: str
 ) -> None:
     async def scenario() -> None:
-        server = await start(path, slow_dispatcher(asyncio.Event()), shutdown_grace=0.2)
-        reader, writer = await asyncio.open_unix_connection(path)
-        writer.write(req("run", "never", input_text="x"))
-        await writer.drain()
-        while not server.connections or not any(c.busy for c in server.connections):
-            await asyncio.sleep(0.001)
-        await server.shutdown()
-        assert await reader.read() == b""
-        assert server.stats()["connections"] == 0
-        writer.close()
-        server.listener.release()
+        async with serving(path, slow_dispatcher(asyncio.Event()), shutdown_grace=0.2) as (
+            server,
+            reader,
+            writer,
+        ):
+            writer.write(req("run", "never", input_text="x"))
+            await writer.drain()
+            while not server.connections or not any(c.busy for c in server.connections):
+                await asyncio.sleep(0.001)
+            await server.shutdown()
+            assert await reader.read() == b""
+            assert server.stats()["connections"] == 0
 
     run(scenario())
 
@@ -197,14 +203,10 @@ def test_server_can_push_frames_at_any_time(
             return encode_frame(Frame(type="ack", action="run", request_id=frame.request_id))
 
         dispatcher.register("run", run_action)
-        server = await start(path, dispatcher)
-        reader, writer = await asyncio.open_unix_connection(path)
-        writer.write(req("run", "r", input_text="go"))
-        frames = await read_frames(reader, 2)
-        assert [f["type"] for f in frames] == ["ack", "event"]
-        writer.close()
-        await server.shutdown()
-        server.listener.release()
+        async with serving(path, dispatcher) as (_server, reader, writer):
+            writer.write(req("run", "r", input_text="go"))
+            frames = await read_frames(reader, 2)
+            assert [f["type"] for f in frames] == ["ack", "event"]
 
     run(scenario())
 
