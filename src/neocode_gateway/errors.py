@@ -10,6 +10,12 @@
     │   │                             parent not a directory, insecure directory, ...
     │   ├── AlreadyRunning            another gateway serves the address (CLI exit 3)
     │   └── PeerCredentialsUnavailable  the platform cannot tell who is connecting
+    ├── StoreError                    the event log (SQLite) failed
+    │   └── StoreOpenError            the database cannot be opened at start (CLI exit 1)
+    ├── RuntimeFailure                a runtime (agent) could not do what was asked
+    │   ├── RunFailed                 a run ended in error (carries its run_error code)
+    │   ├── ModeUnknown               the agent has no such session mode
+    │   └── CompactUnsupported        the runtime cannot compact
     └── ClientError                   raised by the client library
         ├── GatewayUnreachable        nothing accepts connections at the address
         ├── ErrorFrameReceived        the gateway answered with an error frame
@@ -78,6 +84,35 @@ class AlreadyRunning(TransportError):
 
 class PeerCredentialsUnavailable(TransportError):
     """The credentials of a connecting peer cannot be read on this platform."""
+
+
+class StoreError(GatewayError):
+    """The event log could not be read or written; the message says why."""
+
+
+class StoreOpenError(StoreError):
+    """The database cannot be opened at start: corrupt, newer schema, read-only, disk full..."""
+
+
+class RuntimeFailure(GatewayError):
+    """Base of the errors a runtime raises for the sessions core to report."""
+
+
+class RunFailed(RuntimeFailure):
+    """A run could not complete: ``code`` is ``runtime_error`` or ``runtime_unavailable``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ModeUnknown(RuntimeFailure):
+    """The agent does not offer the session mode that was asked for."""
+
+
+class CompactUnsupported(RuntimeFailure):
+    """The runtime (agent) cannot compact a session."""
 
 
 class ClientError(GatewayError):

@@ -1,4 +1,4 @@
-"""The v1 frame contract, pure: frame types, validation, error codes, NDJSON framing.
+"""The frame contract (v1 and v1.1), pure: frame types, validation, error codes, NDJSON framing.
 
 Nothing in this package does I/O; the server and the client feed it bytes.
 """
@@ -6,19 +6,43 @@ Nothing in this package does I/O; the server and the client feed it bytes.
 from neocode_gateway.errors import FrameError
 from neocode_gateway.protocol import _codes as codes
 from neocode_gateway.protocol._codes import (
+    CANCELED,
+    CONFLICT,
     ERROR_CODES,
+    GATEWAY_RESTARTED,
     INTERNAL_ERROR,
     INVALID_ACTION,
     INVALID_FRAME,
     INVALID_MULTIMODAL_PAYLOAD,
     MISSING_REQUIRED_FIELD,
+    RESOURCE_NOT_FOUND,
+    RUN_ERROR_CODES,
+    RUNTIME_ERROR,
+    RUNTIME_UNAVAILABLE,
+    SLOW_CONSUMER,
     UNSUPPORTED_ACTION,
+)
+from neocode_gateway.protocol._events import (
+    DECIDED_BY,
+    EVENT_TYPES,
+    PERMISSION_OPTION_KINDS,
+    PROGRESS_KINDS,
+    STOP_REASONS,
+    TERMINAL_EVENT_TYPES,
+    TOOL_KINDS,
+    TOOL_STATUSES,
+    Event,
+    EventPayload,
+    decode_event,
+    encode_event,
+    utc_timestamp,
 )
 from neocode_gateway.protocol._frames import (
     ACTION_SET,
     ACTIONS,
     FRAME_TYPES,
     PERMISSION_DECISIONS,
+    V1_ACTIONS,
     ErrorBody,
     Frame,
     InputPart,
@@ -39,6 +63,28 @@ from neocode_gateway.protocol._validate import (
 __all__ = [
     "ACTIONS",
     "ACTION_SET",
+    "CANCELED",
+    "CONFLICT",
+    "DECIDED_BY",
+    "EVENT_TYPES",
+    "GATEWAY_RESTARTED",
+    "PERMISSION_OPTION_KINDS",
+    "PROGRESS_KINDS",
+    "RESOURCE_NOT_FOUND",
+    "RUNTIME_ERROR",
+    "RUNTIME_UNAVAILABLE",
+    "RUN_ERROR_CODES",
+    "SLOW_CONSUMER",
+    "STOP_REASONS",
+    "TERMINAL_EVENT_TYPES",
+    "TOOL_KINDS",
+    "TOOL_STATUSES",
+    "V1_ACTIONS",
+    "Event",
+    "EventPayload",
+    "decode_event",
+    "encode_event",
+    "utc_timestamp",
     "DEFAULT_MAX_FRAME_BYTES",
     "ERROR_CODES",
     "FRAME_TYPES",

@@ -24,7 +24,13 @@ ACTIONS: Final = (
     "list_sessions",
     "load_session",
     "resolve_permission",
+    # v1.1
+    "bind_stream",
+    "unbind_stream",
+    "status",
 )
+#: The v1 actions (``--runtime none`` answers the others but ``status`` with unsupported_action).
+V1_ACTIONS: Final = ACTIONS[:7]
 ACTION_SET: Final = frozenset(ACTIONS)
 PERMISSION_DECISIONS: Final = frozenset({"allow_once", "allow_session", "reject"})
 

@@ -178,7 +178,7 @@ def validate(frame: Frame) -> None:
         raise FrameError(
             c.INVALID_FRAME, c.MSG_ONLY_REQUESTS, action=action, request_id=frame.request_id
         )
-    if action is None or action in ("ping", "cancel", "list_sessions"):
+    if action is None or action in ("ping", "cancel", "list_sessions", "status"):
         if action is None:
             raise _missing(frame, "action")
         return
@@ -190,6 +190,9 @@ def validate(frame: Frame) -> None:
     elif action in ("compact", "load_session"):
         if _blank(frame.session_id):
             raise _missing(frame, "session_id")
+    elif action in ("bind_stream", "unbind_stream"):
+        _validate_stream(frame)
+        return
     else:  # resolve_permission: the only action left
         _validate_permission(frame)
         return
@@ -205,6 +208,30 @@ def _missing(frame: Frame, field: str) -> FrameError:
         action=frame.action,
         request_id=frame.request_id,
     )
+
+
+def _validate_stream(frame: Frame) -> None:
+    """``bind_stream`` / ``unbind_stream`` (v1.1 section 2): session_id, payload, after_seq."""
+    if _blank(frame.session_id):
+        raise _missing(frame, "session_id")
+    payload = frame.payload
+    if payload is None:
+        return
+    if type(payload) is not dict:
+        raise FrameError(
+            c.INVALID_ACTION,
+            c.msg_invalid_payload(frame.action or ""),
+            action=frame.action,
+            request_id=frame.request_id,
+        )
+    after_seq = payload.get("after_seq")
+    if after_seq is not None and (type(after_seq) is not int or after_seq < 0):
+        raise FrameError(
+            c.INVALID_ACTION,
+            c.MSG_INVALID_AFTER_SEQ,
+            action=frame.action,
+            request_id=frame.request_id,
+        )
 
 
 def _validate_permission(frame: Frame) -> None:
