@@ -51,8 +51,7 @@ def gateway_factory(sock_path: str) -> Iterator[GatewayFactory]:
         # A graceful stop lets the daemon write its coverage data; kill is the fallback.
         with contextlib.suppress(subprocess.TimeoutExpired, AssertionError):
             gw.stop(timeout=8)
-        gw.kill()
-        gw.log_path.unlink(missing_ok=True)
+        gw.cleanup()
 
 
 @pytest.fixture

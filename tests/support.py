@@ -123,6 +123,11 @@ class Gateway:
         self.path = path
         self.args = list(args)
         self.env = env
+        #: The event log's directory: a fresh temporary one unless ``--data-dir`` is given.
+        self.own_data_dir: str | None = None
+        if "--data-dir" not in self.args:
+            self.own_data_dir = short_tmpdir("ngw-data-")
+            self.args += ["--data-dir", self.own_data_dir]
         self.proc: subprocess.Popen[bytes] | None = None
         fd, log_path = tempfile.mkstemp(prefix="ngw-log-", suffix=".log", dir="/tmp")
         os.close(fd)
@@ -191,6 +196,13 @@ class Gateway:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+    def cleanup(self) -> None:
+        """Kill if running; remove the log and the data directory this object created."""
+        self.kill()
+        self.log_path.unlink(missing_ok=True)
+        if self.own_data_dir is not None:
+            shutil.rmtree(self.own_data_dir, ignore_errors=True)
 
 
 def run_cli(*args: str, timeout: float = 20.0, **kwargs: Any) -> subprocess.CompletedProcess[str]:

@@ -16,6 +16,8 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -30,12 +32,14 @@ from neocode_gateway.cli._common import (
     fail,
     log_level,
     non_empty,
+    non_negative_int,
     positive_int,
     positive_seconds,
 )
-from neocode_gateway.dispatch import Dispatcher
-from neocode_gateway.errors import AlreadyRunning, ConfigError, TransportError
+from neocode_gateway.dispatch import Dispatcher, install
+from neocode_gateway.errors import AlreadyRunning, ConfigError, StoreOpenError, TransportError
 from neocode_gateway.protocol import DEFAULT_MAX_FRAME_BYTES
+from neocode_gateway.runtime import RuntimeOptions, RuntimeSet, create_runtime
 from neocode_gateway.server import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_READ_TIMEOUT,
@@ -43,7 +47,14 @@ from neocode_gateway.server import (
     Server,
     ServerConfig,
 )
+from neocode_gateway.sessions import CoreConfig, SessionCore
+from neocode_gateway.store import Store
 from neocode_gateway.transport import Listener, create_listener, default_address
+
+#: The event log's default directory.
+DEFAULT_DATA_DIR = "~/.neocode/gateway"
+DEFAULT_PERMISSION_TIMEOUT = 600.0
+DEFAULT_RETENTION_DAYS = 30
 
 log = logging.getLogger("neocode_gateway")
 
@@ -107,6 +118,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
         help="event loop implementation (default: auto = uvloop where available)",
+    )
+
+    parser.add_argument(
+        "--runtime",
+        metavar="NAME",
+        type=non_empty,
+        default=None,
+        help="the default runtime (agent) of new sessions: echo (the built-in demo), the name of "
+        "a configured agent, or none (exactly contract v1: no sessions) (default: echo)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        type=non_empty,
+        default=None,
+        help=f"where the event log (SQLite) lives (default: {DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--workdir",
+        metavar="DIR",
+        type=non_empty,
+        default=None,
+        help="working directory of new sessions that name none (default: the current directory)",
+    )
+    parser.add_argument(
+        "--permission-timeout",
+        metavar="SECONDS",
+        type=positive_seconds,
+        default=DEFAULT_PERMISSION_TIMEOUT,
+        help="a permission request nobody answers is rejected after this long "
+        f"(default: {DEFAULT_PERMISSION_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--event-retention-days",
+        metavar="N",
+        type=non_negative_int,
+        default=DEFAULT_RETENTION_DAYS,
+        help="events older than this are deleted; 0 keeps them forever "
+        f"(default: {DEFAULT_RETENTION_DAYS})",
     )
 
 
@@ -180,10 +230,34 @@ def open_fds() -> int | None:
         return None
 
 
-async def serve(listener: Listener, config: ServerConfig) -> None:
+@dataclass
+class Services:
+    """What the daemon runs besides the server: the log, the runtimes and the core."""
+
+    store: Store | None = None
+    runtimes: RuntimeSet | None = None
+    core_config: CoreConfig | None = None
+
+
+async def serve(listener: Listener, config: ServerConfig, services: Services | None = None) -> None:
     """Serve until SIGINT or SIGTERM, then stop gracefully."""
     loop = asyncio.get_running_loop()
-    server = Server(listener, Dispatcher(), config)
+    services = services or Services()
+    dispatcher = Dispatcher()
+    server = Server(listener, dispatcher, config)
+    core: SessionCore | None = None
+    if services.store is not None:
+        assert services.runtimes is not None
+        assert services.core_config is not None
+        core = SessionCore(
+            services.store,
+            services.runtimes,
+            services.core_config,
+            connection_count=lambda: len(server.connections),
+        )
+        await core.start()
+        server.add_sweep_hook(core.check_slow_consumers)
+    install(dispatcher, core, lambda: len(server.connections))
     await server.start()
     # Everything allocated so far lives as long as the process: keep it out of the
     # garbage collector's generations so that its passes only walk new objects.
@@ -199,6 +273,9 @@ async def serve(listener: Listener, config: ServerConfig) -> None:
         stats: dict[str, Any] = server.stats()
         stats["fds"] = open_fds()
         stats["rss_kb"] = rss_kb()
+        if core is not None:
+            stats.update(core.status())
+            stats["events_logged"] = core.events_logged
         log.info("stats %s", msgspec.json.encode(stats).decode())
 
     installed: list[signal.Signals] = []
@@ -210,12 +287,22 @@ async def serve(listener: Listener, config: ServerConfig) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGUSR1, on_stats)
             installed.append(signal.SIGUSR1)
+    if core is None:
+        what = "runtime none"
+    else:
+        assert services.core_config is not None
+        assert services.runtimes is not None
+        what = (
+            f"runtime {services.runtimes.default}, data {services.core_config.data_dir}, "
+            f"workdir {services.core_config.default_workdir}"
+        )
     log.info(
-        "neocode-gateway %s listening on %s (pid %d, loop %s)",
+        "neocode-gateway %s listening on %s (pid %d, loop %s, %s)",
         __version__,
         listener.address,
         os.getpid(),
         type(loop).__module__.split(".")[0],
+        what,
     )
     if config.insecure_skip_peer_check:
         log.warning(
@@ -225,10 +312,36 @@ async def serve(listener: Listener, config: ServerConfig) -> None:
         await stop.wait()
         log.info("received %s, shutting down", received[0] if received else "stop")
         await server.shutdown()
+        if core is not None:
+            await core.shutdown()
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
     log.info("stopped")
+
+
+def build_services(options: argparse.Namespace) -> Services:
+    """Open the event log and create the runtimes; ``ConfigError``/``StoreOpenError`` if not."""
+    runtime = options.runtime or "echo"
+    if runtime == "none":
+        return Services()
+    workdir = os.path.realpath(options.workdir or os.getcwd())
+    if not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {options.workdir}: not a directory")
+    data_dir = Path(os.path.expanduser(options.data_dir or DEFAULT_DATA_DIR))
+    runtime_options = RuntimeOptions(data_dir=data_dir, default_workdir=workdir)
+    runtimes = RuntimeSet(default=runtime)
+    runtimes.add("echo", create_runtime("echo", runtime_options))
+    if runtime not in runtimes.names():
+        runtimes.add(runtime, create_runtime(runtime, runtime_options))
+    store = Store.open(data_dir)
+    core_config = CoreConfig(
+        data_dir=data_dir,
+        default_workdir=workdir,
+        permission_timeout=options.permission_timeout,
+        event_retention_days=options.event_retention_days,
+    )
+    return Services(store=store, runtimes=runtimes, core_config=core_config)
 
 
 def run(options: argparse.Namespace, prog: str) -> int:
@@ -253,11 +366,20 @@ def run(options: argparse.Namespace, prog: str) -> int:
         return fail(prog, str(exc), EXIT_ALREADY_RUNNING)
     except TransportError as exc:
         return fail(prog, str(exc), EXIT_FAILURE)
+    services = Services()
     try:
+        try:
+            services = build_services(options)
+        except ConfigError as exc:
+            return fail(prog, str(exc), EXIT_USAGE)
+        except StoreOpenError as exc:
+            return fail(prog, str(exc), EXIT_FAILURE)
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(serve(listener, config))
+            runner.run(serve(listener, config, services))
     except KeyboardInterrupt:  # pragma: no cover - SIGINT before the handler was installed
         pass
     finally:
         listener.release()
+        if services.store is not None:
+            services.store.close()
     return EXIT_OK

@@ -56,7 +56,7 @@ class Dispatcher:
         if action in BUILTIN_HANDLERS:
             raise ValueError(f"built-in action {action!r} cannot be overridden")
         if action not in ACTION_SET:
-            raise ValueError(f"{action!r} is not an action of the v1 contract")
+            raise ValueError(f"{action!r} is not an action of the contract")
         self._handlers[action] = handler
 
     def handler_for(self, action: str) -> Handler | None:

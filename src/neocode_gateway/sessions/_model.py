@@ -1,0 +1,164 @@
+"""The in-memory state of the core: sessions, runs, permission requests, bindings.
+
+Plain objects with slots; the rules that change them live in :mod:`._core`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from neocode_gateway.runtime import PermissionOption, PermissionOutcome, RunInput, Runtime
+
+if TYPE_CHECKING:
+    from neocode_gateway.server import Connection
+
+
+class Session:
+    """One session: its row, its numbering, its active run and its live bindings.
+
+    ``last_seq`` is the last number handed out; ``committed_seq`` the last one
+    known durable, which is what clients may see.
+    """
+
+    __slots__ = (
+        "_on_state",
+        "active_run",
+        "agent",
+        "bindings",
+        "busy",
+        "committed_seq",
+        "created_at",
+        "first_seq",
+        "id",
+        "last_seq",
+        "mode",
+        "runtime",
+        "state",
+        "title",
+        "updated_at",
+        "workdir",
+    )
+
+    def __init__(  # noqa: PLR0917 - the row's fields
+        self,
+        session_id: str,
+        title: str,
+        workdir: str,
+        agent: str,
+        runtime: Runtime,
+        created_at: str,
+        updated_at: str,
+        last_seq: int = 0,
+        first_seq: int = 1,
+        mode: str | None = None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.id = session_id
+        self.title = title
+        self.workdir = workdir
+        self.agent = agent
+        self.runtime = runtime
+        self.created_at = created_at
+        self.updated_at = updated_at
+        self.last_seq = last_seq
+        self.committed_seq = last_seq
+        self.first_seq = first_seq
+        self.mode = mode
+        self.state: dict[str, Any] = dict(state or {})
+        self.active_run: Run | None = None
+        self.busy = False  # compacting
+        self.bindings: dict[Connection, Binding] = {}
+        self._on_state: Any = None
+
+    # -- SessionRef (what a runtime sees) ---------------------------------------------
+
+    @property
+    def runtime_state(self) -> Mapping[str, Any]:
+        return self.state
+
+    def save_runtime_state(self, state: Mapping[str, Any]) -> None:
+        self.state = dict(state)
+        if self._on_state is not None:
+            self._on_state(self)
+
+    def describe(self) -> dict[str, Any]:
+        """The session as ``list_sessions`` shows it (committed state)."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "title": self.title,
+            "workdir": self.workdir,
+            "agent": self.agent,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "last_seq": self.committed_seq,
+            "state": "running" if self.active_run is not None else "idle",
+        }
+        if self.active_run is not None:
+            out["active_run_id"] = self.active_run.id
+        if self.mode:
+            out["mode"] = self.mode
+        return out
+
+
+class Run:
+    """One active run: the task driving the runtime and what it waits on."""
+
+    __slots__ = (
+        "cancel_requested",
+        "cancel_timer",
+        "ended",
+        "failure",
+        "id",
+        "input",
+        "permissions",
+        "session",
+        "task",
+    )
+
+    def __init__(self, session: Session, run_input: RunInput) -> None:
+        self.id = run_input.run_id
+        self.session = session
+        self.input = run_input
+        self.task: asyncio.Task[None] | None = None
+        self.cancel_requested = False
+        self.cancel_timer: asyncio.TimerHandle | None = None
+        self.ended = False
+        #: Set when the run must end with runtime_error for a reason of the gateway's.
+        self.failure: str | None = None
+        self.permissions: dict[str, Permission] = {}
+
+
+class Permission:
+    """A permission request waiting for its answer."""
+
+    __slots__ = ("future", "id", "options", "run", "timer", "tool_call")
+
+    def __init__(
+        self,
+        permission_id: str,
+        run: Run,
+        tool_call: dict[str, Any],
+        options: list[PermissionOption],
+        future: asyncio.Future[PermissionOutcome],
+    ) -> None:
+        self.id = permission_id
+        self.run = run
+        self.tool_call = tool_call
+        self.options = options
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Binding:
+    """A connection receiving a session's events: replaying from the log, then live."""
+
+    __slots__ = ("conn", "live", "replay", "run_id", "session")
+
+    def __init__(self, conn: Connection, session: Session, run_id: str | None) -> None:
+        self.conn = conn
+        self.session = session
+        self.run_id = run_id
+        self.live = True
+        self.replay: asyncio.Task[None] | None = None
