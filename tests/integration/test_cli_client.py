@@ -113,7 +113,7 @@ def test_call_prints_responses_as_json_lines(gateway: Gateway) -> None:
     result = run_cli("call", "cancel", "--session-id", "s", "--listen", gateway.path)
     assert result.returncode == 1
     (reply,) = json_lines(result.stdout)
-    assert reply["error"]["code"] == "unsupported_action"
+    assert reply["error"]["code"] == "resource_not_found"
     assert reply["request_id"]  # generated
 
 

@@ -103,7 +103,12 @@ def test_peer_is_none_where_credentials_cannot_be_read(
             "invalid_multimodal_payload",
             "input_parts[image] requires media",
         ),
-        ({"action": "cancel"}, "unsupported_action", "action is not implemented"),
+        ({"action": "cancel"}, "missing_required_field", "missing required field: run_id"),
+        (
+            {"action": "load_session", "session_id": "s_x"},
+            "resource_not_found",
+            "unknown session: s_x",
+        ),
         ({"type": "event", "action": "ping"}, "invalid_frame", "only request frames are supported"),
     ],
 )

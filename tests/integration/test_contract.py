@@ -8,7 +8,14 @@ import socket
 import msgspec
 import pytest
 
+from tests.conftest import GatewayFactory
 from tests.support import PING, PONG, Gateway, LineReader, connect, request
+
+
+@pytest.fixture
+def gateway(gateway_factory: GatewayFactory) -> Gateway:
+    """The v1 contract exactly: ``--runtime none`` (contract v1.1: "exactly v1")."""
+    return gateway_factory("--runtime", "none")
 
 ROWS: list[tuple[bytes, dict[str, object]]] = [
     (

@@ -19,7 +19,7 @@ from tests.support import Gateway, ping_ok
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_both_event_loops_serve(gateway_factory: GatewayFactory, loop: str) -> None:
     gw = gateway_factory("--loop", loop)
-    assert f"loop {loop})" in gw.log()
+    assert f"loop {loop}," in gw.log()
     assert ping_ok(gw.path)
 
 

@@ -146,7 +146,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--permission-timeout",
         metavar="SECONDS",
         type=positive_seconds,
-        default=DEFAULT_PERMISSION_TIMEOUT,
+        default=None,
         help="a permission request nobody answers is rejected after this long "
         f"(default: {DEFAULT_PERMISSION_TIMEOUT:g})",
     )
@@ -154,7 +154,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--event-retention-days",
         metavar="N",
         type=non_negative_int,
-        default=DEFAULT_RETENTION_DAYS,
+        default=None,
         help="events older than this are deleted; 0 keeps them forever "
         f"(default: {DEFAULT_RETENTION_DAYS})",
     )
@@ -338,8 +338,10 @@ def build_services(options: argparse.Namespace) -> Services:
     core_config = CoreConfig(
         data_dir=data_dir,
         default_workdir=workdir,
-        permission_timeout=options.permission_timeout,
-        event_retention_days=options.event_retention_days,
+        permission_timeout=options.permission_timeout or DEFAULT_PERMISSION_TIMEOUT,
+        event_retention_days=DEFAULT_RETENTION_DAYS
+        if options.event_retention_days is None
+        else options.event_retention_days,
     )
     return Services(store=store, runtimes=runtimes, core_config=core_config)
 

@@ -8,9 +8,11 @@ dispatch layer plugs in above it) and a :class:`~neocode_gateway.transport.Liste
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from neocode_gateway.errors import PeerCredentialsUnavailable
@@ -79,6 +81,44 @@ class Server:
         self._cap_log = RateLimitedLog(log)
         self._peer_log = RateLimitedLog(log)
         self._abort_log = RateLimitedLog(log)
+        self._handler_log = RateLimitedLog(log)
+        self._sweep_hooks: list[Callable[[float], None]] = []
+        self._connection_ids = itertools.count(1)
+        self.handler_failures = 0
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a graceful stop has begun."""
+        return self._stopping
+
+    def next_connection_id(self) -> int:
+        """A number for the next connection, for logs."""
+        return next(self._connection_ids)
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on a later turn of the loop (a connection yielding its turn)."""
+        assert self._loop is not None
+        self._loop.call_soon(callback)
+
+    def add_sweep_hook(self, hook: Callable[[float], None]) -> None:
+        """Call ``hook(loop_time)`` on every sweeper tick (the layer above checks its limits)."""
+        self._sweep_hooks.append(hook)
+
+    def handler_failed(self, action: str | None, *, cancelled: bool = False) -> None:
+        """A handler raised (or was cancelled on its own): log it, rate-limited, with its trace."""
+        self.handler_failures += 1
+        if cancelled:
+            self._handler_log.warning(
+                "handler for action %r was cancelled; answered internal_error", action
+            )
+            return
+        now = time.monotonic()
+        limiter = self._handler_log
+        if now - limiter._last >= limiter._interval:
+            log.exception("handler for action %r failed", action)
+            limiter._last = now
+        else:
+            limiter._suppressed += 1
 
     def loop_time(self) -> float:
         assert self._loop is not None
@@ -122,6 +162,14 @@ class Server:
                 self._peer_log.warning("connection refused: %s", exc)
                 transport.abort()
                 return
+        except Exception as exc:
+            # Fail closed: a peer we could not identify is never served untracked.
+            self.rejected_peer += 1
+            self._peer_log.warning(
+                "connection refused: reading the peer's credentials failed: %r", exc
+            )
+            transport.abort()
+            return
         else:
             if peer.uid not in (self.uid, 0) and not self.config.insecure_skip_peer_check:
                 self.rejected_peer += 1
@@ -153,13 +201,20 @@ class Server:
             c for c in self.connections if c.read_deadline <= now or c.write_deadline <= now
         ]:
             if conn.write_deadline <= now:
-                self._abort_log.log(
-                    logging.INFO, "connection aborted: client did not read its responses in time"
-                )
-                conn.abort()
-            elif conn.write_deadline == float("inf"):
+                if conn.write_stalled(now):
+                    self._abort_log.log(
+                        logging.INFO,
+                        "connection aborted: client did not read its responses in time",
+                    )
+                    conn.abort()
+            elif conn.write_deadline == float("inf") and conn.idle_expirable:
                 log.debug("connection closed: no complete frame within the read timeout")
                 conn.expire()
+        for hook in self._sweep_hooks:
+            try:
+                hook(now)
+            except Exception:
+                log.exception("a sweep hook failed")
         if not self._stopping or self.connections:
             assert self._loop is not None
             self._sweeper = self._loop.call_later(self._sweep_period, self._sweep)
@@ -196,5 +251,6 @@ class Server:
             "accepted": self.accepted,
             "rejected_over_cap": self.rejected_over_cap,
             "rejected_peer": self.rejected_peer,
+            "handler_failures": self.handler_failures,
             "tasks": len(asyncio.all_tasks(self._loop)) if self._loop else 0,
         }

@@ -1,0 +1,15 @@
+"""The durable event log: sessions, events, runs and permission requests in SQLite."""
+
+from neocode_gateway.store._rows import EventRow, PermissionRow, RunRow, SessionRow, WriteBatch
+from neocode_gateway.store._sqlite import DB_NAME, SCHEMA_VERSION, Store
+
+__all__ = [
+    "DB_NAME",
+    "SCHEMA_VERSION",
+    "EventRow",
+    "PermissionRow",
+    "RunRow",
+    "SessionRow",
+    "Store",
+    "WriteBatch",
+]
