@@ -53,7 +53,7 @@ class Peer:
         line = self.reader.line()
         if not line:
             raise EOFError("the gateway closed the connection")
-        frame = msgspec.json.decode(line)
+        frame: Frame = msgspec.json.decode(line)
         self.frames.append(frame)
         if frame.get("type") == "event":
             self.events.append(frame)

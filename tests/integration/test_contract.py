@@ -17,6 +17,7 @@ def gateway(gateway_factory: GatewayFactory) -> Gateway:
     """The v1 contract exactly: ``--runtime none`` (contract v1.1: "exactly v1")."""
     return gateway_factory("--runtime", "none")
 
+
 ROWS: list[tuple[bytes, dict[str, object]]] = [
     (
         b'{"type":"request","action":"ping","request_id":"smoke-1"}',

@@ -14,6 +14,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import msgspec
 import pytest
@@ -32,7 +33,7 @@ def data_dir() -> Iterator[str]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _replay_all(path: str, session_id: str) -> list[dict[str, object]]:
+def _replay_all(path: str, session_id: str) -> list[dict[str, Any]]:
     """Every logged event of a session, replayed from seq 0 up to its terminal state."""
     with Peer(path) as peer:
         ack = peer.ack("bind_stream", session_id=session_id, payload={"after_seq": 0})
@@ -184,21 +185,21 @@ def _read_all_until_terminal(socks: list[socket.socket], timeout: float) -> list
         while open_socks:
             assert time.monotonic() < deadline, "the readers did not receive the whole run"
             for key, _ in selector.select(1.0):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                chunk = sock.recv(1 << 20)
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)
+                chunk = ready.recv(1 << 20)
                 assert chunk, "a reading client was closed"
-                buf = buffers[sock]
+                buf = buffers[ready]
                 buf += chunk
                 if b'"event_type":"run_done"' in buf[-(len(chunk) + 64) :]:
-                    open_socks.discard(sock)
-                    selector.unregister(sock)
+                    open_socks.discard(ready)
+                    selector.unregister(ready)
     for sock in socks:
         sock.setblocking(True)
     return [bytes(buffers[sock]) for sock in socks]
 
 
-def _drain(sock: socket.socket) -> list[dict[str, object]]:
+def _drain(sock: socket.socket) -> list[dict[str, Any]]:
     chunks = []
     while True:
         try:
