@@ -119,17 +119,29 @@ def test_twenty_concurrent_starts_exactly_one_serves(sock_path: str) -> None:
             proc.stderr.close()
 
 
-def test_new_directories_are_0700_and_socket_0600(sock_dir: str) -> None:
-    path = f"{sock_dir}/a/b/gw.sock"
+def test_new_directory_is_0700_and_socket_0600(sock_dir: str) -> None:
+    path = f"{sock_dir}/a/gw.sock"
     gw = Gateway(path).start()
     try:
         assert stat.S_IMODE(os.stat(f"{sock_dir}/a").st_mode) == 0o700
-        assert stat.S_IMODE(os.stat(f"{sock_dir}/a/b").st_mode) == 0o700
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         assert stat.S_ISSOCK(os.lstat(path).st_mode)
     finally:
         gw.stop()
-        gw.log_path.unlink(missing_ok=True)
+        gw.cleanup()
+
+
+def test_only_the_socket_directory_is_created(sock_dir: str) -> None:
+    """Issue 12: ``--listen /a/b/c/x.sock`` used to create the whole chain."""
+    path = f"{sock_dir}/a/b/gw.sock"
+    gw = Gateway(path).start(wait=False)
+    try:
+        assert gw.wait(10) == 1
+        assert f"its parent {sock_dir}/a does not exist" in gw.log()
+        assert "Traceback" not in gw.log()
+        assert not os.path.exists(f"{sock_dir}/a")
+    finally:
+        gw.cleanup()
 
 
 def test_existing_directory_mode_is_not_changed(sock_dir: str) -> None:

@@ -64,7 +64,7 @@ async def serving(
     server = Server(listener, dispatcher, ServerConfig(**cfg))  # type: ignore[arg-type]
     await server.start()
     try:
-        reader, writer = await asyncio.open_unix_connection(path)
+        reader, writer = await asyncio.open_unix_connection(path, limit=64 << 20)
         try:
             yield server, reader, writer
         finally:

@@ -10,7 +10,9 @@ be needed.
 
 from __future__ import annotations
 
+import operator
 import re
+from itertools import accumulate, count
 from typing import Any, Final
 
 import msgspec
@@ -33,7 +35,10 @@ UINT_MAX: Final = 2**64 - 1
 
 _decoder: Final = msgspec.json.Decoder(Frame)
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
+#: Openers weigh 2, closers 0 (see nesting_depth_exceeds).
+_BRACKET_WEIGHTS: Final = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+#: An integer outside 64 bits has at least 19 digits: only then is the payload walked.
+_LONG_DIGITS = re.compile(rb"\d{19}")
 _NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
 _DEPTH_GATE: Final = 2 * MAX_NESTING_DEPTH + 1
 _MSGSPEC_PATH = re.compile(r"- at `\$(?P<path>[^`]*)`")
@@ -85,7 +90,12 @@ def parse_frame(line: bytes) -> Frame:
     ):
         raise _invalid_json()
     payload = frame.payload
-    if payload is not None and type(payload) is not str and _has_huge_int(payload):
+    if (
+        payload is not None
+        and type(payload) is not str
+        and _LONG_DIGITS.search(line) is not None
+        and _has_huge_int(payload)
+    ):
         raise _invalid_json()
     validate(frame)
     return frame
@@ -94,16 +104,17 @@ def parse_frame(line: bytes) -> Frame:
 def nesting_depth_exceeds(line: bytes, limit: int = MAX_NESTING_DEPTH) -> bool:
     """Whether the JSON text nests objects/arrays deeper than ``limit``.
 
-    Strings are blanked out, then innermost ``[]``/``{}`` pairs are removed one
-    layer per pass: the number of passes is the depth, and we stop after
-    ``limit`` passes, so the cost is bounded by ``limit`` C-speed scans.
+    One pass, at C speed: strings are blanked out, everything but brackets is
+    dropped, openers become 2 and closers 0; after k brackets the running sum
+    minus k is the depth there, and its maximum is the nesting depth. (A
+    pass per layer, as before, cost 64 scans: 0.7 s for one 1 MiB frame,
+    during which every other client waited.)
     """
-    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", line))
-    for _ in range(limit):
-        if not brackets:
-            return False
-        brackets = _INNERMOST_PAIR.sub(b"", brackets)
-    return bool(brackets)
+    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", line)).translate(_BRACKET_WEIGHTS)
+    if len(brackets) <= limit:
+        return False
+    deepest: int = max(map(operator.sub, accumulate(brackets), count(1)))
+    return deepest > limit
 
 
 def _has_huge_int(value: Any) -> bool:

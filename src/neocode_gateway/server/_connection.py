@@ -85,6 +85,7 @@ class Connection(asyncio.Protocol):
     """The server side of one accepted connection."""
 
     __slots__ = (
+        "_answering",
         "_backlog",
         "_batch",
         "_close_callbacks",
@@ -123,6 +124,7 @@ class Connection(asyncio.Protocol):
         self._queued_bytes = 0
         #: Answers of the read being handled, written together when it ends (fast path).
         self._batch: list[bytes] | None = None
+        self._answering = False
         #: Lines read but not handled yet (a long pipelined read is handled over loop turns).
         self._backlog: deque[bytes] = deque()
         self._owed = 0
@@ -240,6 +242,7 @@ class Connection(asyncio.Protocol):
             self._batch = []
         handler = self._handler
         size = 0
+        self._answering = True
         try:
             for index, line in enumerate(lines):
                 size += len(line)
@@ -278,8 +281,11 @@ class Connection(asyncio.Protocol):
                     self._backlog.extendleft(reversed(lines[index + 1 :]))
                     break
         finally:
+            self._answering = False
             self._flush_batch()
-        if self._backlog:
+            if self._close_when_flushed and not self._queue:
+                self._close_now()  # closing was asked for while this read was answered
+        if self._backlog and not self._close_when_flushed:
             self._defer_backlog()
 
     def _defer_backlog(self) -> None:
@@ -443,7 +449,7 @@ class Connection(asyncio.Protocol):
 
     def _close_after_flush(self) -> None:
         self._close_when_flushed = True
-        if not self._queue:
+        if not self._queue and not self._answering:
             self._close_now()
 
     def _close_now(self) -> None:

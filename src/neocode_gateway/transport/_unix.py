@@ -65,7 +65,10 @@ def ensure_socket_dir(directory: str, *, strict_private: bool | None = None) -> 
     directory = os.path.abspath(directory)
     if strict_private is None:
         strict_private = directory == os.path.abspath(default_socket_dir())
-    created = _make_dirs(directory)
+    # Only the socket's own directory is created; its parent must exist (a typo in
+    # --listen must not grow a tree of directories), except for the default one,
+    # whose parent ~/.neocode is ours to create.
+    created = _make_dirs(directory, parents=strict_private)
     st = os.lstat(directory)
     if stat.S_ISLNK(st.st_mode):
         raise AddressError(
@@ -97,8 +100,8 @@ def ensure_socket_dir(directory: str, *, strict_private: bool | None = None) -> 
     return False
 
 
-def _make_dirs(directory: str) -> bool:
-    """Create ``directory`` and missing parents with mode 0700; True if the leaf was created."""
+def _make_dirs(directory: str, *, parents: bool = True) -> bool:
+    """Create ``directory`` (and, with ``parents``, missing parents) 0700; True if created."""
     try:
         os.lstat(directory)
     except FileNotFoundError:
@@ -109,7 +112,13 @@ def _make_dirs(directory: str) -> bool:
         return False
     parent = os.path.dirname(directory)
     if parent != directory:
-        _make_dirs(parent)
+        if parents:
+            _make_dirs(parent)
+        elif not os.path.lexists(parent):
+            raise AddressError(
+                f"cannot create socket directory {directory}: its parent {parent} does not "
+                f"exist (create it first, or choose another --listen path)"
+            )
     try:
         os.mkdir(directory, 0o700)
     except FileExistsError:
@@ -202,6 +211,23 @@ class UnixListener(Listener):
         except OSError as exc:  # pragma: no cover - flock on a regular file does not fail otherwise
             os.close(fd)
             raise AddressError(f"cannot lock {self.lock_path}: {exc.strerror}") from exc
+        # Only now is the file written: it must be a regular file of ours with one
+        # link, or a planted hard link in a shared directory would have us
+        # truncate someone else's file.
+        st = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(st.st_mode):
+            problem = "is not a regular file"
+        elif st.st_uid != os.geteuid():
+            problem = f"is owned by uid {st.st_uid}, not by you (uid {os.geteuid()})"
+        elif st.st_nlink != 1:
+            problem = f"has {st.st_nlink} hard links"
+        if problem is not None:
+            os.close(fd)
+            raise AddressError(
+                f"lock file {self.lock_path} {problem}; refusing to use it (remove it if it is "
+                "not yours, or choose another --listen path)"
+            )
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
             os.write(fd, msgspec.json.encode({"pid": os.getpid(), "version": __version__}) + b"\n")
@@ -220,8 +246,16 @@ class UnixListener(Listener):
         if state == "live":
             raise AlreadyRunning(path)
         if state == "stale":
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise AddressError(
+                    f"a stale socket {path} (nothing answers on it) cannot be removed: "
+                    f"{exc.strerror.lower() if exc.strerror else exc}; remove it as its owner, "
+                    "or choose another --listen path"
+                ) from None
 
     def _bind(self, path: str) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
