@@ -18,6 +18,7 @@
     │   └── CompactUnsupported        the runtime cannot compact
     └── ClientError                   raised by the client library
         ├── GatewayUnreachable        nothing accepts connections at the address
+        │   └── UntrustedGateway      the gateway runs as another user (refused by default)
         ├── ErrorFrameReceived        the gateway answered with an error frame
         ├── ProtocolViolation         the gateway sent a line that is not a valid frame
         ├── RequestTimeout            no answer within the timeout (also a TimeoutError)
@@ -128,6 +129,20 @@ class GatewayUnreachable(ClientError):
         )
         self.address = address
         self.reason = reason
+
+
+class UntrustedGateway(GatewayUnreachable):
+    """The process serving the address runs as another user: it would see our requests."""
+
+    def __init__(self, address: str, uid: int, our_uid: int) -> None:
+        ClientError.__init__(
+            self,
+            f"the gateway at {address} runs as uid {uid}, not as you (uid {our_uid}) or root; "
+            "refusing to talk to it (trust_any_uid=True, or --trust-any-uid, allows it)",
+        )
+        self.address = address
+        self.reason = f"runs as uid {uid}"
+        self.uid = uid
 
 
 class ErrorFrameReceived(ClientError):

@@ -645,7 +645,8 @@ def test_sync_client_failed_connect_leaves_nothing_open(sock_dir: str) -> None:
     with pytest.raises(GatewayUnreachable, match="no such file or directory"):
         client.connect()
     assert not client.connected
-    assert client._runner is None
+    assert client._loop is None
+    assert client._thread is None
 
 
 def test_exceptions_are_reexported_under_one_root() -> None:

@@ -15,14 +15,19 @@ the exceptions below, all subclasses of :class:`ClientError`.
 """
 
 from neocode_gateway.client._async import (
+    ADDRESS_ENV,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
     AsyncGatewayClient,
+    RunStream,
+    client_default_address,
     new_request_id,
     raise_for_error,
 )
 from neocode_gateway.client._protocol import RawResponse
-from neocode_gateway.client._sync import GatewayClient
+from neocode_gateway.client._streams import EventsDropped, SlowConsumer, Subscription
+from neocode_gateway.client._sync import BlockingRunStream, GatewayClient
 from neocode_gateway.errors import (
     ClientError,
     ConnectionClosed,
@@ -30,17 +35,23 @@ from neocode_gateway.errors import (
     GatewayUnreachable,
     ProtocolViolation,
     RequestTimeout,
+    UntrustedGateway,
 )
-from neocode_gateway.protocol import Frame
+from neocode_gateway.protocol import Event, Frame
 from neocode_gateway.transport import PeerCredentials
 
 __all__ = [
+    "ADDRESS_ENV",
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_REQUEST_TIMEOUT",
     "AsyncGatewayClient",
+    "BlockingRunStream",
     "ClientError",
     "ConnectionClosed",
     "ErrorFrameReceived",
+    "Event",
+    "EventsDropped",
     "Frame",
     "GatewayClient",
     "GatewayUnreachable",
@@ -48,6 +59,11 @@ __all__ = [
     "ProtocolViolation",
     "RawResponse",
     "RequestTimeout",
+    "RunStream",
+    "SlowConsumer",
+    "Subscription",
+    "UntrustedGateway",
+    "client_default_address",
     "new_request_id",
     "raise_for_error",
 ]

@@ -9,18 +9,20 @@ drives this same class, so there is one implementation of the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, cast
 
 import msgspec
 
 from neocode_gateway.client._protocol import ClientProtocol, RawResponse
+from neocode_gateway.client._streams import EventsDropped, SlowConsumer, Subscription
 from neocode_gateway.errors import (
     ClientError,
     ConnectionClosed,
@@ -30,8 +32,16 @@ from neocode_gateway.errors import (
     ProtocolViolation,
     RequestTimeout,
     TransportError,
+    UntrustedGateway,
 )
-from neocode_gateway.protocol import DEFAULT_MAX_FRAME_BYTES, Frame, encode_frame
+from neocode_gateway.protocol import (
+    SLOW_CONSUMER,
+    Event,
+    Frame,
+    InputPart,
+    decode_event,
+    encode_frame,
+)
 from neocode_gateway.transport import (
     PeerCredentials,
     default_address,
@@ -45,12 +55,22 @@ log = logging.getLogger("neocode_gateway.client")
 DEFAULT_CONNECT_TIMEOUT: Final = 3.0
 #: Seconds to wait for the response to one request.
 DEFAULT_REQUEST_TIMEOUT: Final = 30.0
-#: Unsolicited frames kept for :meth:`AsyncGatewayClient.events` before the oldest are dropped.
-DEFAULT_MAX_QUEUED_EVENTS: Final = 1024
+#: Unsolicited frames of no session kept for :meth:`AsyncGatewayClient.frames` (oldest dropped).
+DEFAULT_MAX_QUEUED_FRAMES: Final = 1024
+#: Longest response line accepted: answers (``load_session`` of a long session) can be far
+#: larger than the 1 MiB a request may be.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 64 << 20
+#: The environment variable that names the gateway's address for every client.
+ADDRESS_ENV: Final = "NEOCODE_GATEWAY_ADDRESS"
 #: Seconds ``close()`` lets the transport flush before aborting it.
 CLOSE_GRACE: Final = 1.0
 
 _ids: Final = itertools.count(1)
+
+
+def client_default_address() -> str:
+    """Where clients connect by default: ``$NEOCODE_GATEWAY_ADDRESS``, else the daemon's default."""
+    return os.environ.get(ADDRESS_ENV, "").strip() or default_address()
 
 
 def new_request_id() -> str:
@@ -140,14 +160,18 @@ class AsyncGatewayClient:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         on_event: Callable[[Frame], None] | None = None,
-        max_queued_events: int = DEFAULT_MAX_QUEUED_EVENTS,
-        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        max_queued_events: int = DEFAULT_MAX_QUEUED_FRAMES,
+        max_frame_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        trust_any_uid: bool = False,
     ) -> None:
         _check_timeout("connect_timeout", connect_timeout, allow_none=False)
         _check_timeout("request_timeout", request_timeout, allow_none=True)
         if max_queued_events < 1:
             raise ValueError(f"max_queued_events must be at least 1, got {max_queued_events}")
-        self.address: str = address or default_address()
+        self.address: str = address or client_default_address()
+        #: Talk to a gateway run by another user (by default: only ours or root's).
+        self.trust_any_uid = trust_any_uid
+        self._subscriptions: list[Subscription] = []
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.on_event = on_event
@@ -215,8 +239,20 @@ class AsyncGatewayClient:
             try:
                 self._peer = read_peer_credentials(sock)
             except (PeerCredentialsUnavailable, OSError):
+                # Where the OS cannot tell, the socket directory's rules are the guard.
                 self._peer = None
+        self._check_peer(transport)
         return self
+
+    def _check_peer(self, transport: asyncio.BaseTransport) -> None:
+        """Refuse a gateway run by another user: it would read every request we send."""
+        peer = self._peer
+        me = os.geteuid() if hasattr(os, "geteuid") else None
+        if peer is None or me is None or self.trust_any_uid or peer.uid in (me, 0):
+            return
+        cast(asyncio.Transport, transport).abort()
+        self._protocol = None
+        raise UntrustedGateway(self.address, peer.uid, me)
 
     async def close(self) -> None:
         """Close the connection; requests still waiting fail with :class:`ConnectionClosed`."""
@@ -347,6 +383,31 @@ class AsyncGatewayClient:
     # -- unsolicited frames -------------------------------------------------------------
 
     def _unsolicited(self, frame: Frame) -> None:
+        if frame.type == "event" and frame.session_id and self._subscriptions:
+            try:
+                event = decode_event(frame)
+            except ValueError:
+                log.warning("the gateway sent an event frame that is not valid: %r", frame)
+                return
+            taken = False
+            for subscription in self._subscriptions:
+                if subscription.wants(event):
+                    subscription.put(event)
+                    taken = True
+            if taken:
+                return
+        elif (
+            frame.type == "error" and frame.error is not None and frame.error.code == SLOW_CONSUMER
+        ):
+            payload = frame.payload if isinstance(frame.payload, dict) else {}
+            last = payload.get("last_seq")
+            error = SlowConsumer(
+                frame.session_id, last if isinstance(last, int) else 0, self.address
+            )
+            if self._protocol is not None:
+                self._protocol.close_reason = str(error)
+            for subscription in self._subscriptions:
+                subscription.close(error)
         if self.on_event is not None:
             try:
                 self.on_event(frame)
@@ -361,6 +422,11 @@ class AsyncGatewayClient:
 
     def _stream_ended(self) -> None:
         self._events.put_nowait(None)
+        reason = self._protocol.close_reason if self._protocol is not None else None
+        for subscription in self._subscriptions:
+            subscription.close(
+                ConnectionClosed(f"{reason or 'the connection closed'} ({self.address})")
+            )
 
     async def events(self) -> AsyncIterator[Frame]:
         """Frames that answer no request (events), as they arrive; ends when the connection does."""
@@ -386,3 +452,247 @@ class AsyncGatewayClient:
         if ended:
             queue.put_nowait(None)
         return frames
+
+    # -- contract v1.1: sessions, runs, events -------------------------------------------
+
+    def subscribe(self, session_id: str | None, *, run_id: str | None = None) -> Subscription:
+        """A new queue of the events of ``session_id`` (and ``run_id``) on this connection.
+
+        Events reach it only while the connection is bound to the session
+        (:meth:`bind_stream`, or the session of a :meth:`run` sent here).
+        """
+        subscription = Subscription(session_id, run_id)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop filling ``subscription`` (its iterator ends after what it holds)."""
+        with contextlib.suppress(ValueError):
+            self._subscriptions.remove(subscription)
+        subscription.close()
+
+    async def _ack(self, frame: Mapping[str, Any], timeout: float | None = None) -> Frame:
+        return await self.request(
+            {k: v for k, v in frame.items() if v is not None}, timeout=timeout
+        )
+
+    async def run(
+        self,
+        input_text: str | None = None,
+        *,
+        input_parts: Sequence[InputPart | Mapping[str, Any]] | None = None,
+        session_id: str | None = None,
+        workdir: str | None = None,
+        agent: str | None = None,
+        mode: str | None = None,
+        run_id: str | None = None,
+        request_id: str | None = None,
+    ) -> RunStream:
+        """Start a run; return its stream of events once the gateway accepted it.
+
+        The connection that sends ``run`` is bound to the session by the
+        gateway, so the events follow without :meth:`bind_stream`.
+        """
+        request_id = request_id or new_request_id()
+        expected_run = run_id or request_id
+        subscription = self.subscribe(session_id, run_id=expected_run)
+        payload = {k: v for k, v in (("agent", agent), ("mode", mode)) if v is not None}
+        parts = None
+        if input_parts is not None:
+            parts = [
+                p if isinstance(p, InputPart) else msgspec.convert(dict(p), InputPart)
+                for p in input_parts
+            ]
+        try:
+            ack = await self.request(
+                Frame(
+                    type="request",
+                    action="run",
+                    request_id=request_id,
+                    run_id=run_id,
+                    session_id=session_id,
+                    input_text=input_text,
+                    input_parts=parts,
+                    workdir=workdir,
+                    payload=payload or None,
+                )
+            )
+        except BaseException:
+            self.unsubscribe(subscription)
+            raise
+        subscription.session_id = ack.session_id
+        subscription.run_id = ack.run_id or expected_run
+        return RunStream(self, subscription, ack)
+
+    async def cancel(
+        self, run_id: str | None = None, *, session_id: str | None = None
+    ) -> dict[str, Any]:
+        """Cancel a run (by id, or the active run of ``session_id``); the ack's payload."""
+        ack = await self._ack({"action": "cancel", "run_id": run_id, "session_id": session_id})
+        return _payload(ack)
+
+    async def resolve_permission(
+        self, permission_id: str, decision: str, *, option_id: str | None = None
+    ) -> dict[str, Any]:
+        """Answer a permission request (``allow_once``, ``allow_session`` or ``reject``)."""
+        payload: dict[str, Any] = {"request_id": permission_id, "decision": decision}
+        if option_id is not None:
+            payload["option_id"] = option_id
+        return _payload(await self._ack({"action": "resolve_permission", "payload": payload}))
+
+    async def list_sessions(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """One page of sessions, newest first: ``{"sessions": [...], "next_cursor"?: C}``."""
+        payload = {k: v for k, v in (("limit", limit), ("cursor", cursor)) if v is not None}
+        return _payload(await self._ack({"action": "list_sessions", "payload": payload or None}))
+
+    async def iter_sessions(self, *, page_size: int = 50) -> AsyncIterator[dict[str, Any]]:
+        """Every session, newest first, following ``next_cursor``."""
+        cursor = None
+        while True:
+            page = await self.list_sessions(limit=page_size, cursor=cursor)
+            for session in page.get("sessions", []):
+                yield session
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    async def load_session(self, session_id: str) -> dict[str, Any]:
+        """A session and its transcript (``messages``)."""
+        return _payload(await self._ack({"action": "load_session", "session_id": session_id}))
+
+    async def compact(self, session_id: str) -> dict[str, Any]:
+        """Ask the session's agent to compact its context."""
+        return _payload(await self._ack({"action": "compact", "session_id": session_id}))
+
+    async def status(self) -> dict[str, Any]:
+        """What the gateway is doing (version, pid, runtimes, counts)."""
+        return _payload(await self._ack({"action": "status"}))
+
+    async def bind_stream(
+        self, session_id: str, *, after_seq: int | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Receive a session's events here; with ``after_seq``, replay the log first."""
+        payload = {"after_seq": after_seq} if after_seq is not None else None
+        ack = await self._ack(
+            {
+                "action": "bind_stream",
+                "session_id": session_id,
+                "run_id": run_id,
+                "payload": payload,
+            }
+        )
+        return _payload(ack)
+
+    async def unbind_stream(self, session_id: str) -> None:
+        """Stop receiving a session's events here."""
+        await self._ack({"action": "unbind_stream", "session_id": session_id})
+
+    async def session_events(
+        self,
+        session_id: str,
+        *,
+        after_seq: int | None = None,
+        run_id: str | None = None,
+        follow: bool = True,
+        reconnect: bool = False,
+        reconnect_timeout: float = 30.0,
+    ) -> AsyncIterator[Event]:
+        """The events of a session, in ``seq`` order, each exactly once.
+
+        With ``after_seq``, the log is replayed from there first. ``follow=False``
+        ends once the replay reached the session's last event. With
+        ``reconnect=True``, a lost connection (a gateway restart, a
+        ``slow_consumer`` close) or :class:`EventsDropped` is repaired by
+        connecting and binding again from the last ``seq`` seen, for up to
+        ``reconnect_timeout`` seconds per outage.
+        """
+        last = after_seq
+        while True:
+            subscription = self.subscribe(session_id, run_id=run_id)
+            try:
+                ack = await self.bind_stream(session_id, after_seq=last, run_id=run_id)
+                target = int(ack.get("last_seq", 0))
+                if not follow and (last or 0) >= target:
+                    return
+                async for event in subscription:
+                    if last is not None and event.seq <= last:
+                        continue  # seen before a reconnect
+                    last = event.seq
+                    yield event
+                    if not follow and last >= target:
+                        return
+                return
+            except (ConnectionClosed, EventsDropped):
+                if not reconnect:
+                    raise
+            finally:
+                self.unsubscribe(subscription)
+            await self._reconnect(reconnect_timeout)
+            last = last if last is not None else 0
+
+    async def _reconnect(self, timeout: float) -> None:
+        """Connect again (the gateway may be restarting), retrying for ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        if self.connected and self._protocol is not None:
+            self._protocol.close("reconnecting")
+            await self._protocol.wait_lost(CLOSE_GRACE)
+        while True:
+            try:
+                await self.connect()
+                return
+            except (GatewayUnreachable, RequestTimeout):
+                if time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def _payload(frame: Frame) -> dict[str, Any]:
+    payload = frame.payload
+    return payload if isinstance(payload, dict) else {}
+
+
+class RunStream:
+    """A run the gateway accepted: its ids, its ack, and its events until the terminal one."""
+
+    def __init__(self, client: AsyncGatewayClient, subscription: Subscription, ack: Frame) -> None:
+        self._client = client
+        self._subscription = subscription
+        self.ack = ack
+        self.session_id: str = ack.session_id or ""
+        self.run_id: str = ack.run_id or ""
+        #: The terminal event, once seen.
+        self.terminal: Event | None = None
+
+    def __aiter__(self) -> RunStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self.terminal is not None:
+            raise StopAsyncIteration
+        try:
+            event = await self._subscription.get()
+        except StopAsyncIteration:
+            self._client.unsubscribe(self._subscription)
+            raise
+        except BaseException:
+            self._client.unsubscribe(self._subscription)
+            raise
+        if event.terminal:
+            self.terminal = event
+            self._client.unsubscribe(self._subscription)
+        return event
+
+    async def result(self) -> Event:
+        """Consume the run to its end; return its terminal event (run_done or run_error)."""
+        async for _ in self:
+            pass
+        assert self.terminal is not None
+        return self.terminal
+
+    async def cancel(self) -> dict[str, Any]:
+        """Cancel this run (its stream then ends with ``run_error`` ``canceled``)."""
+        return await self._client.cancel(self.run_id, session_id=self.session_id)

@@ -195,6 +195,7 @@ class ClientProtocol(asyncio.Protocol):
         self._lost: asyncio.Future[None] = self._loop.create_future()
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._received_any = False
         #: Why the connection ended; None while it is open.
         self.close_reason: str | None = None
 
@@ -204,6 +205,7 @@ class ClientProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self._received_any = True
         framer = self._framer
         for line in framer.feed(data):
             if not self._line_received(line):
@@ -226,18 +228,21 @@ class ClientProtocol(asyncio.Protocol):
                 )
             )
         if self.close_reason is None:
-            self.close_reason = "the gateway closed the connection"
+            self.close_reason = self._hung_up()
         return False  # let the transport close: the gateway is done with us
+
+    def _hung_up(self) -> str:
+        if self._received_any:
+            return "the gateway closed the connection"
+        # Closed before a single byte: what the gateway does at its connection limit
+        # (and to a peer it refuses).
+        return "the gateway closed the connection (it may be at its connection limit)"
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.close_reason is None:
             # A reset or a broken pipe is the gateway hanging up while we were writing.
             hung_up = exc is None or isinstance(exc, ConnectionError)
-            self.close_reason = (
-                "the gateway closed the connection"
-                if hung_up
-                else f"the connection was lost: {exc}"
-            )
+            self.close_reason = self._hung_up() if hung_up else f"the connection was lost: {exc}"
         reason = self.close_reason
         self.pending.fail_all(lambda: ConnectionClosed(f"{reason} ({self.address})"))
         self._wake_drainers()
