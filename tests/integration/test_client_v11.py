@@ -1,4 +1,4 @@
-"""The client library's v1.1 API against a real daemon (echo runtime), and issue 9's client items."""
+"""The client library's v1.1 API against a real daemon (echo runtime); issue 9's client items."""
 
 from __future__ import annotations
 
@@ -171,8 +171,8 @@ def test_connection_limit_is_named(gateway_factory: GatewayFactory) -> None:
         assert holder.recv(4096) == PONG
         client = GatewayClient(gateway.path)
         try:
+            client.connect()  # accepted by the kernel, then closed by the gateway
             with pytest.raises(ConnectionClosed, match="connection limit"):
-                client.connect()
                 client.ping()
         finally:
             client.close()
