@@ -55,9 +55,7 @@ def test_async_run_streams_to_its_terminal_event(gateway: Gateway) -> None:
             assert end.data == {"stop_reason": "end_turn"}
             page = await client.list_sessions(limit=10)
             assert [s["id"] for s in page["sessions"]] == [stream.session_id]
-            assert [s["id"] async for s in client.iter_sessions(page_size=1)] == [
-                stream.session_id
-            ]
+            assert [s["id"] async for s in client.iter_sessions(page_size=1)] == [stream.session_id]
             loaded = await client.load_session(stream.session_id)
             assert [m["role"] for m in loaded["messages"]] == ["user", "agent"] * 2
             status = await client.status()
