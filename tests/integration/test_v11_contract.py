@@ -554,3 +554,14 @@ def test_stream_payload_must_be_an_object(gateway: Gateway, action: str) -> None
     with Peer(gateway.path) as peer:
         bad = peer.request(action, session_id="s", payload="x")
         assert bad["error"] == {"code": "invalid_action", "message": f"invalid {action} payload"}
+
+
+def test_cancel_of_a_hung_run_still_ends_it(gateway: Gateway) -> None:
+    """An agent deaf to cancel: the gateway stops the run itself after the grace period."""
+    with Peer(gateway.path) as peer:
+        _, _, run_id = _run(peer, "/hang 300")
+        peer.wait_event(lambda f: data(f).get("kind") == "message_chunk")
+        assert peer.ack("cancel", run_id=run_id)["payload"]["canceled"] is True
+        end = peer.wait_terminal(run_id, timeout=30)
+        assert data(end)["code"] == "canceled"
+        assert "did not stop within" in gateway.wait_log("did not stop within")

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from neocode_gateway import __version__
-from neocode_gateway.cli import _daemon
 from neocode_gateway.cli._common import Parser
 
 
@@ -25,23 +24,63 @@ class Command:
     run: Callable[[argparse.Namespace, str], int]
 
 
+def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    # The daemon's modules (server, store, runtimes) load only when it runs: a client
+    # command's start pays for none of them.
+    from neocode_gateway.cli import _daemon
+
+    _daemon.add_arguments(parser)
+
+
+def _daemon_run(options: argparse.Namespace, prog: str) -> int:
+    from neocode_gateway.cli import _daemon
+
+    return _daemon.run(options, prog)
+
+
 COMMANDS: dict[str, Command] = {
     "serve": Command(
-        "run the gateway in the foreground (the default)", _daemon.add_arguments, _daemon.run
+        "run the gateway in the foreground (the default)", _daemon_arguments, _daemon_run
     ),
 }
 
 
 def _register_client_commands() -> None:
-    try:
-        from neocode_gateway.cli import _client_commands
-    except ImportError:  # pragma: no cover - the client commands ship with the package
-        return
-    for name, command in _client_commands.commands().items():
-        COMMANDS[name] = Command(command[0], command[1], command[2])
+    from neocode_gateway.cli import _client_commands, _session_commands
+
+    for module in (_client_commands, _session_commands):
+        for name, command in module.commands().items():
+            COMMANDS[name] = Command(command[0], command[1], command[2])
 
 
 _register_client_commands()
+
+#: Flags that take no value: a word after one of them may be the sub-command.
+_SWITCHES = frozenset(
+    {
+        "--json",
+        "--insecure-skip-peer-check",
+        "--trust-any-uid",
+        "--version",
+        "--help",
+        "-h",
+    }
+)
+
+
+def _command_first(args: list[str]) -> list[str]:
+    """``neocode-gateway --listen X ping`` means ``neocode-gateway ping --listen X``."""
+    for index, word in enumerate(args):
+        if word.startswith("-"):
+            continue
+        previous = args[index - 1] if index else ""
+        is_value = previous.startswith("-") and "=" not in previous and previous not in _SWITCHES
+        if is_value:
+            continue
+        if word in COMMANDS:
+            return [word, *args[:index], *args[index + 1 :]]
+        break
+    return args
 
 
 def build_parser(name: str) -> argparse.ArgumentParser:
@@ -71,7 +110,7 @@ def build_parser(name: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``neocode-gateway`` command; returns the exit code."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _command_first(list(sys.argv[1:] if argv is None else argv))
     name = "serve"
     if args and args[0] in COMMANDS:
         name = args.pop(0)

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import stat
 import sys
 import threading
@@ -30,9 +31,10 @@ from typing import Any, Final
 
 import msgspec
 
-from neocode_gateway.cli._common import EXIT_OK, EXIT_USAGE, fail, non_empty, positive_int
+from neocode_gateway.cli._common import EXIT_OK, EXIT_USAGE, fail, non_empty
 from neocode_gateway.cli._common import positive_seconds as _positive_seconds
 from neocode_gateway.client import (
+    ADDRESS_ENV,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
     AsyncGatewayClient,
@@ -82,7 +84,13 @@ def _add_address_flags(parser: argparse.ArgumentParser) -> None:
         metavar="ADDRESS",
         type=non_empty,
         default=None,
-        help=f"socket path or pipe name of the gateway (default: {default_address()})",
+        help=f"socket path or pipe name of the gateway (default: ${ADDRESS_ENV}, "
+        f"else {default_address()})",
+    )
+    parser.add_argument(
+        "--trust-any-uid",
+        action="store_true",
+        help="talk to a gateway even if it runs as another user (it would see your requests)",
     )
     parser.add_argument(
         "--timeout",
@@ -101,9 +109,10 @@ def _describe(parser: argparse.ArgumentParser, examples: str) -> None:
 def _client(options: argparse.Namespace) -> AsyncGatewayClient:
     timeout: float | None = options.timeout
     return AsyncGatewayClient(
-        options.listen or default_address(),
+        options.listen or None,  # None: $NEOCODE_GATEWAY_ADDRESS, else the default
         connect_timeout=timeout or DEFAULT_CONNECT_TIMEOUT,
         request_timeout=timeout or DEFAULT_REQUEST_TIMEOUT,
+        trust_any_uid=getattr(options, "trust_any_uid", False),
     )
 
 
@@ -166,67 +175,136 @@ def _ping_arguments(parser: argparse.ArgumentParser) -> None:
         "--count",
         "-c",
         metavar="N",
-        type=positive_int,
+        type=non_negative_count,
         default=1,
-        help="pings to send, one after the other on one connection (default: 1)",
+        help="pings to send on one connection; 0 pings until Ctrl-C (default: 1)",
+    )
+    parser.add_argument(
+        "--interval",
+        "-i",
+        metavar="S",
+        type=_non_negative_seconds,
+        default=None,
+        help="seconds between pings (default: 1 with --count 0, else 0)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON lines instead of text")
     _describe(
         parser,
         "  neocode-gateway ping\n"
-        "  neocode-gateway ping --count 5 --listen /tmp/gw.sock\n"
+        "  neocode-gateway ping --count 0                 # like ping(8): until Ctrl-C\n"
+        "  neocode-gateway ping --count 5 --interval 0.2 --listen /tmp/gw.sock\n"
         "  neocode-gateway ping --json --timeout 0.5",
     )
 
 
+def non_negative_count(text: str) -> int:
+    """A count >= 0 (0: until interrupted)."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
 def run_ping(options: argparse.Namespace, prog: str) -> int:
-    """``neocode-gateway ping``: one line per ping, a summary when there are several."""
-    return _guarded(prog, lambda: _ping(options, prog))
+    """``neocode-gateway ping``: one line per ping; a summary at the end or on Ctrl-C."""
+    address = options.listen or os.environ.get(ADDRESS_ENV, "").strip() or default_address()
+    if not options.json:
+        return _guarded(prog, lambda: _ping(options, prog))
+
+    async def with_json_failures() -> int:
+        try:
+            return await _ping(options, prog)
+        except (GatewayUnreachable, RequestTimeout) as exc:
+            reason = exc.reason if isinstance(exc, GatewayUnreachable) else str(exc)
+            _out_json({"address": address, "reachable": False, "error": reason})
+            raise
+
+    return _guarded(prog, with_json_failures)
 
 
 async def _ping(options: argparse.Namespace, prog: str) -> int:
     client = _client(options)
     address = client.address
     rtts: list[float] = []
-    async with client:
-        for seq in range(1, options.count + 1):
-            try:
-                rtt = await client.ping()
-            except RequestTimeout as exc:
-                if options.json:
-                    _out_json({"address": address, "seq": seq, "ok": False, "error": "timeout"})
-                fail(prog, str(exc))
-                continue
-            rtts.append(rtt)
-            if options.json:
-                _out_json({"address": address, "seq": seq, "ok": True, "rtt_ms": _ms(rtt)})
-            else:
-                _out(f"pong from {address}: time={rtt * 1000:.2f} ms")
-    _ping_summary(options, address, rtts)
-    return EXIT_OK if len(rtts) == options.count else EXIT_TIMEOUT
+    sent = 0
+    interval = options.interval
+    if interval is None:
+        interval = 1.0 if options.count == 0 else 0.0
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        async with client:
+            while options.count == 0 or sent < options.count:
+                if stop.is_set():
+                    break
+                sent += 1
+                try:
+                    rtt = await client.ping()
+                except RequestTimeout as exc:
+                    if options.json:
+                        _out_json(
+                            {"address": address, "seq": sent, "ok": False, "error": "timeout"}
+                        )
+                    fail(prog, str(exc))
+                else:
+                    rtts.append(rtt)
+                    if options.json:
+                        _out_json({"address": address, "seq": sent, "ok": True, "rtt_ms": _ms(rtt)})
+                    else:
+                        _out(f"pong from {address}: seq={sent} time={rtt * 1000:.2f} ms")
+                if interval and (options.count == 0 or sent < options.count):
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), interval)
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+    _ping_summary(options, address, sent, rtts)
+    if stop.is_set():
+        return EXIT_OK if rtts else 1
+    return EXIT_OK if len(rtts) == sent else EXIT_TIMEOUT
 
 
-def _ping_summary(options: argparse.Namespace, address: str, rtts: list[float]) -> None:
-    count = options.count
+def _ping_summary(options: argparse.Namespace, address: str, sent: int, rtts: list[float]) -> None:
     low = _ms(min(rtts)) if rtts else None
     avg = _ms(sum(rtts) / len(rtts)) if rtts else None
     high = _ms(max(rtts)) if rtts else None
+    mdev = None
+    if rtts:
+        mean = sum(rtts) / len(rtts)
+        mdev = _ms((sum((r - mean) ** 2 for r in rtts) / len(rtts)) ** 0.5)
     if options.json:
         _out_json(
             {
                 "address": address,
-                "sent": count,
+                "sent": sent,
                 "received": len(rtts),
                 "min_ms": low,
                 "avg_ms": avg,
                 "max_ms": high,
+                "mdev_ms": mdev,
             }
         )
-    elif count > 1:
-        text = f"{count} pings, {len(rtts)} ok"
+    elif sent > 1 or options.count != 1:
+        loss = 100.0 * (sent - len(rtts)) / sent if sent else 0.0
+        _out(f"--- {address} ping statistics ---")
+        _out(f"{sent} transmitted, {len(rtts)} received, {loss:.0f}% loss")
         if rtts:
-            text += f", min/avg/max = {low:.2f}/{avg:.2f}/{high:.2f} ms"
-        _out(text)
+            _out(f"rtt min/avg/max/mdev = {low:.3f}/{avg:.3f}/{high:.3f}/{mdev:.3f} ms")
 
 
 # -- call -----------------------------------------------------------------------------------
@@ -427,9 +505,14 @@ def run_status(options: argparse.Namespace, prog: str) -> int:
 async def _status(options: argparse.Namespace) -> int:
     client = _client(options)
     address = client.address
+    gateway: dict[str, Any] = {}
     async with client:
         rtt = await client.ping()
         peer = client.peer
+        try:
+            gateway = await client.status()
+        except ErrorFrameReceived:
+            gateway = {}  # an older gateway without the status action
     info: dict[str, Any] = {"address": address, "reachable": True}
     info["transport"] = "pipe" if is_pipe_address(address) else "unix"
     lock = None if is_pipe_address(address) else read_lock_info(address)
@@ -441,6 +524,21 @@ async def _status(options: argparse.Namespace) -> int:
     info["uid"] = peer.uid if peer is not None else None
     info["mode"] = _socket_mode(address)
     info["rtt_ms"] = _ms(rtt)
+    for key in (
+        "uptime_s",
+        "default_runtime",
+        "runtimes",
+        "data_dir",
+        "sessions",
+        "active_runs",
+        "connections",
+        "bindings",
+        "pending_permissions",
+    ):
+        if key in gateway:
+            info[key] = gateway[key]
+    if info["version"] is None and isinstance(gateway.get("version"), str):
+        info["version"] = gateway["version"]
     if options.json:
         _out_json(info)
     else:

@@ -17,6 +17,7 @@ LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
     "warn": logging.WARNING,
+    "warning": logging.WARNING,
     "error": logging.ERROR,
 }
 
@@ -64,7 +65,7 @@ def positive_seconds(text: str) -> float:
 
 
 def log_level(text: str) -> int:
-    """One of debug, info, warn, error."""
+    """One of debug, info, warn (or warning), error; any case."""
     try:
         return LOG_LEVELS[text.lower()]
     except KeyError:

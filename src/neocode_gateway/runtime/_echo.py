@@ -15,6 +15,8 @@ word. What they add, in this order:
 ``/burst N``    N chunks as fast as the gateway takes them (at most 10,000,000)
 ``/tick N``     N chunks 10 ms apart whose text is the sender's monotonic clock
                 (``t=SECONDS``): what the latency benchmark measures
+``/hang N``     like ``/slow N``, but deaf to ``cancel``, as a hung agent is: the
+                gateway stops the run itself after its cancel grace period
 ``/fail``       ends with ``run_error`` ``runtime_error``
 
 A run ends with a ``usage`` event (words in, chunks out). The runtime offers
@@ -43,7 +45,7 @@ from neocode_gateway.runtime._port import (
 MODES: Final = ("default", "plan")
 SLOW_INTERVAL: Final = 0.1
 TICK_INTERVAL: Final = 0.01
-LIMITS: Final = {"/slow": 10_000, "/burst": 10_000_000, "/tick": 100_000}
+LIMITS: Final = {"/slow": 10_000, "/burst": 10_000_000, "/tick": 100_000, "/hang": 10_000}
 OPTIONS: Final[tuple[PermissionOption, ...]] = (
     {"option_id": "allow-once", "name": "Allow once", "kind": "allow_once"},
     {"option_id": "allow-always", "name": "Allow for this session", "kind": "allow_always"},
@@ -195,12 +197,16 @@ class EchoRuntime:
                     raise _Canceled
                 await emit(chunk)
             return count
-        interval = self.slow_interval if command == "/slow" else TICK_INTERVAL
+        interval = TICK_INTERVAL if command == "/tick" else self.slow_interval
+        deaf = command == "/hang"
         for index in range(count):
             if index:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(canceled.wait(), interval)
-            if canceled.is_set():
+                if deaf:
+                    await asyncio.sleep(interval)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(canceled.wait(), interval)
+            if canceled.is_set() and not deaf:
                 raise _Canceled
             text = f"t={time.monotonic():.6f}" if command == "/tick" else f"[{index + 1}/{count}] "
             await sink.emit({"kind": "message_chunk", "text": text})
