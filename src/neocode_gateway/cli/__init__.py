@@ -7,6 +7,7 @@ daemon; every other sub-command is listed in :data:`COMMANDS`.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,43 +18,40 @@ from neocode_gateway.cli._common import Parser
 
 @dataclass(frozen=True)
 class Command:
-    """A sub-command: its help line, its flags and what runs it."""
+    """A sub-command: its help line and the module that implements it.
+
+    The module is imported only when the command runs (or its ``--help`` is
+    shown): ``neocode-gateway ping`` loads neither the daemon (server, store,
+    runtimes) nor the terminal front-end.
+    """
 
     help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace, str], int]
+    module: str
 
-
-def _daemon_arguments(parser: argparse.ArgumentParser) -> None:
-    # The daemon's modules (server, store, runtimes) load only when it runs: a client
-    # command's start pays for none of them.
-    from neocode_gateway.cli import _daemon
-
-    _daemon.add_arguments(parser)
-
-
-def _daemon_run(options: argparse.Namespace, prog: str) -> int:
-    from neocode_gateway.cli import _daemon
-
-    return _daemon.run(options, prog)
+    def _impl(
+        self, name: str
+    ) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, str], int]]:
+        module = importlib.import_module(f"neocode_gateway.cli.{self.module}")
+        spec = module.commands()[name]
+        return spec[1], spec[2]
 
 
 COMMANDS: dict[str, Command] = {
-    "serve": Command(
-        "run the gateway in the foreground (the default)", _daemon_arguments, _daemon_run
-    ),
+    "serve": Command("run the gateway in the foreground (the default)", "_daemon"),
+    "ping": Command("check that a gateway answers, and how fast", "_client_commands"),
+    "call": Command("send request frames, print the responses", "_client_commands"),
+    "status": Command("show the gateway: who runs it, what it is doing", "_client_commands"),
+    "schema": Command("print the JSON Schema of the frame", "_client_commands"),
+    "run": Command("start a run and watch it stream", "_session_commands"),
+    "attach": Command("replay and follow a session", "_session_commands"),
+    "sessions": Command("list the most recent sessions", "_session_commands"),
+    "show": Command("print a session's transcript", "_session_commands"),
+    "approve": Command("allow a permission request", "_session_commands"),
+    "reject": Command("reject a permission request", "_session_commands"),
+    "cancel": Command("cancel a run", "_session_commands"),
+    "compact": Command("compact a session's context", "_session_commands"),
 }
 
-
-def _register_client_commands() -> None:
-    from neocode_gateway.cli import _client_commands, _session_commands
-
-    for module in (_client_commands, _session_commands):
-        for name, command in module.commands().items():
-            COMMANDS[name] = Command(command[0], command[1], command[2])
-
-
-_register_client_commands()
 
 #: Flags that take no value: a word after one of them may be the sub-command.
 _SWITCHES = frozenset(
@@ -86,6 +84,7 @@ def _command_first(args: list[str]) -> list[str]:
 def build_parser(name: str) -> argparse.ArgumentParser:
     """The parser of one sub-command (``serve`` is also the bare command)."""
     command = COMMANDS[name]
+    add_arguments, _ = command._impl(name)
     prog = "neocode-gateway" if name == "serve" else f"neocode-gateway {name}"
     epilog = None
     if name == "serve":
@@ -104,7 +103,7 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"neocode-gateway {__version__}")
-    command.add_arguments(parser)
+    add_arguments(parser)
     return parser
 
 
@@ -122,4 +121,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     parser = build_parser(name)
     options = parser.parse_args(args)
-    return COMMANDS[name].run(options, parser.prog)
+    _, run = COMMANDS[name]._impl(name)
+    return run(options, parser.prog)

@@ -385,3 +385,11 @@ def run(options: argparse.Namespace, prog: str) -> int:
         if services.store is not None:
             services.store.close()
     return EXIT_OK
+
+
+def commands() -> dict[
+    str,
+    tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, str], int]],
+]:
+    """Name -> (help line, add_arguments, run), as the other command modules."""
+    return {"serve": ("run the gateway in the foreground (the default)", add_arguments, run)}

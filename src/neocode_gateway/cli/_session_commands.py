@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import mimetypes
 import os
 import signal
 import sys
@@ -258,6 +257,8 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _image_part(path: str) -> dict[str, Any]:
+    import mimetypes
+
     full = os.path.abspath(path)
     if not os.path.isfile(full):
         raise FileNotFoundError(f"--image {path}: no such file")

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from importlib.metadata import entry_points
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from neocode_gateway.errors import ConfigError
 from neocode_gateway.runtime._port import Runtime, RuntimeOptions
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
 
 log = logging.getLogger("neocode_gateway.runtime")
 
@@ -32,6 +34,13 @@ def _echo(options: RuntimeOptions) -> Runtime:
 
 
 BUILTIN: Final[dict[str, RuntimeFactory]] = {"echo": _echo}
+
+
+def entry_points(group: str) -> list[EntryPoint]:
+    """The installed entry points of ``group`` (importlib.metadata, loaded only now)."""
+    from importlib.metadata import entry_points as installed
+
+    return list(installed(group=group))
 
 
 def available_runtimes() -> dict[str, str]:

@@ -1,0 +1,39 @@
+"""Client commands stay cheap to start: they never import the daemon's modules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HEAVY = (
+    "neocode_gateway.server",
+    "neocode_gateway.sessions",
+    "neocode_gateway.store",
+    "sqlite3",
+    "uvloop",
+    "rich",
+)
+
+
+def _loaded_after(code: str) -> set[str]:
+    probe = f"import sys\n{code}\nprint('\\n'.join(sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    return set(out.split())
+
+
+def test_ping_command_imports_no_daemon_module() -> None:
+    loaded = _loaded_after("from neocode_gateway.cli import build_parser\nbuild_parser('ping')")
+    assert not [m for m in HEAVY if m in loaded]
+
+
+def test_front_end_commands_import_rich_only_when_rendering() -> None:
+    loaded = _loaded_after("from neocode_gateway.cli import build_parser\nbuild_parser('run')")
+    assert not [m for m in HEAVY if m in loaded]
+
+
+def test_the_daemon_loads_what_it_needs() -> None:
+    loaded = _loaded_after("from neocode_gateway.cli import build_parser\nbuild_parser('serve')")
+    assert "neocode_gateway.server" in loaded
+    assert "importlib.metadata" not in loaded  # entry points are read only when needed
