@@ -253,8 +253,17 @@ async def _ping(options: argparse.Namespace, prog: str) -> int:
                 if stop.is_set():
                     break
                 sent += 1
+                ping = asyncio.ensure_future(client.ping())
+                stopped = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({ping, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                stopped.cancel()
+                if not ping.done():  # Ctrl-C while waiting for the answer
+                    ping.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await ping
+                    break
                 try:
-                    rtt = await client.ping()
+                    rtt = ping.result()
                 except RequestTimeout as exc:
                     if options.json:
                         _out_json(
@@ -273,13 +282,20 @@ async def _ping(options: argparse.Namespace, prog: str) -> int:
     finally:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGINT)
-    _ping_summary(options, address, sent, rtts)
+    _ping_summary(options, address, sent, rtts, interrupted=stop.is_set())
     if stop.is_set():
         return EXIT_OK if rtts else 1
     return EXIT_OK if len(rtts) == sent else EXIT_TIMEOUT
 
 
-def _ping_summary(options: argparse.Namespace, address: str, sent: int, rtts: list[float]) -> None:
+def _ping_summary(
+    options: argparse.Namespace,
+    address: str,
+    sent: int,
+    rtts: list[float],
+    *,
+    interrupted: bool = False,
+) -> None:
     low = _ms(min(rtts)) if rtts else None
     avg = _ms(sum(rtts) / len(rtts)) if rtts else None
     high = _ms(max(rtts)) if rtts else None
@@ -299,7 +315,7 @@ def _ping_summary(options: argparse.Namespace, address: str, sent: int, rtts: li
                 "mdev_ms": mdev,
             }
         )
-    elif sent > 1 or options.count != 1:
+    elif sent > 1 or options.count != 1 or interrupted:
         loss = 100.0 * (sent - len(rtts)) / sent if sent else 0.0
         _out(f"--- {address} ping statistics ---")
         _out(f"{sent} transmitted, {len(rtts)} received, {loss:.0f}% loss")

@@ -12,7 +12,7 @@ type and kind, and unknown ones must be kept, not dropped).
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -63,15 +63,26 @@ DECIDED_BY: Final = frozenset({"client", "timeout", "cancel"})
 class EventPayload(msgspec.Struct):
     """``payload`` of an event frame."""
 
-    seq: int
-    event_type: str
-    ts: str
-    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    seq: Annotated[int, msgspec.Meta(description="number in the session's log: 1, 2, 3, ...")]
+    event_type: Annotated[
+        str,
+        msgspec.Meta(
+            description="clients ignore types they do not know",
+            extra_json_schema={"enum": list(EVENT_TYPES)},
+        ),
+    ]
+    ts: Annotated[str, msgspec.Meta(description="UTC time it was logged, RFC 3339, milliseconds")]
+    data: Annotated[
+        dict[str, Any],
+        msgspec.Meta(description="by event_type; run_progress data has a kind (see protocol.md)"),
+    ] = msgspec.field(default_factory=dict)
 
 
-class _EventFrame(msgspec.Struct, omit_defaults=True):
-    type: str
-    action: str
+class EventFrame(msgspec.Struct, omit_defaults=True):
+    """An ``event`` frame, as the gateway pushes it (contract v1.1 section 3)."""
+
+    type: Annotated[str, msgspec.Meta(extra_json_schema={"const": "event"})]
+    action: Annotated[str, msgspec.Meta(extra_json_schema={"const": "run"})]
     session_id: str
     run_id: str | None = None
     payload: EventPayload | None = None
@@ -113,7 +124,7 @@ def encode_event(  # noqa: PLR0917 - the event's fields, in wire order
     """One event frame as one NDJSON line (with its ``\\n``)."""
     return (
         _encoder.encode(
-            _EventFrame(
+            EventFrame(
                 type="event",
                 action="run",
                 session_id=session_id,

@@ -114,5 +114,11 @@ def encode_error(
 
 
 def frame_schema() -> dict[str, Any]:
-    """The JSON Schema of :class:`Frame`, generated from the Structs above."""
-    return msgspec.json.schema(Frame)
+    """The JSON Schema of :class:`Frame`, generated from the Structs; ``$defs`` also has
+    ``EventFrame`` and ``EventPayload``, the shape of every ``event`` frame (contract v1.1)."""
+    from neocode_gateway.protocol._events import EventFrame
+
+    (frame_ref, _), components = msgspec.json.schema_components(
+        [Frame, EventFrame], ref_template="#/$defs/{name}"
+    )
+    return {"$ref": frame_ref["$ref"], "$defs": components}
