@@ -154,7 +154,6 @@ def burst(daemon: Daemon, events: int, clients: int) -> dict[str, float]:
         watcher.send({"type": "request", "action": "bind_stream", "session_id": session_id})
         watcher.line()
     counts = [0] * clients
-    runner = Conn(daemon.path)
 
     def watch(index: int) -> None:
         counts[index] = watchers[index].until_terminal()
@@ -162,9 +161,9 @@ def burst(daemon: Daemon, events: int, clients: int) -> dict[str, float]:
     threads = [threading.Thread(target=watch, args=(i,)) for i in range(clients)]
     cpu0 = cpu_seconds(daemon.proc.pid)
     start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    runner.send(
+    # The first watcher starts the run (a run's sender is bound to its session: it must
+    # read, or it would be cut as a slow consumer); its ack is one of the lines it counts.
+    watchers[0].send(
         {
             "type": "request",
             "action": "run",
@@ -173,12 +172,12 @@ def burst(daemon: Daemon, events: int, clients: int) -> dict[str, float]:
             "input_text": f"/burst {events}",
         }
     )
-    runner.line()  # the ack; the runner is bound too but we only count the watchers
+    for thread in threads:
+        thread.start()
     for thread in threads:
         thread.join(300)
     elapsed = time.perf_counter() - start
     cpu = cpu_seconds(daemon.proc.pid) - cpu0
-    runner.close()
     for watcher in watchers:
         watcher.close()
     per_client = min(counts)

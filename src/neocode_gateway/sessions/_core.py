@@ -212,6 +212,8 @@ class SessionCore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = time.monotonic()
         self._stopping = False
+        #: Events recorded and not yet committed (after the last append).
+        self._waiting = 0
         self._retention: asyncio.TimerHandle | None = None
         self.events_logged = 0
 
@@ -300,10 +302,12 @@ class SessionCore:
         seq = session.last_seq + 1
         session.last_seq = seq
         ts = self._clock.now()
-        frame = encode_event(session.id, run_id, seq, event_type, ts, data)
-        self.journal.event(EventRow(session.id, seq, run_id, event_type, ts, frame), run_id)
+        session_id = session.id
+        frame = encode_event(session_id, run_id, seq, event_type, ts, data)
+        self._waiting = self.journal.event(
+            EventRow(session_id, seq, run_id, event_type, ts, frame)
+        )
         session.updated_at = ts
-        self.journal.update_session(session.id, last_seq=seq, updated_at=ts)
         self.events_logged += 1
         return seq
 
@@ -312,35 +316,35 @@ class SessionCore:
         start = 0
         count = len(pending)
         while start < count:
-            session_id = pending[start][0]
+            session_id = pending[start].session_id
             end = start + 1
-            while end < count and pending[end][0] == session_id:
+            while end < count and pending[end].session_id == session_id:
                 end += 1
             session = self._sessions.get(session_id)
             if session is not None:
-                session.committed_seq = pending[end - 1][1]
+                session.committed_seq = pending[end - 1].seq
                 if session.bindings:
                     self._deliver(session, pending[start:end])
             start = end
 
     def _deliver(self, session: Session, events: list[Pending]) -> None:
         whole: bytes | None = None
-        last_seq = events[-1][1]
+        last_seq = events[-1].seq
         for binding in list(session.bindings.values()):
             if not binding.live:
                 continue
             conn = binding.conn
             if binding.run_id is None:
                 if whole is None:
-                    whole = b"".join(e[3] for e in events)
+                    whole = b"".join([e.frame for e in events])
                 data = whole
                 mark = last_seq
             else:
-                mine = [e for e in events if e[2] == binding.run_id]
+                mine = [e for e in events if e.run_id == binding.run_id]
                 if not mine:
                     continue
-                data = b"".join(e[3] for e in mine)
-                mark = mine[-1][1]
+                data = b"".join([e.frame for e in mine])
+                mark = mine[-1].seq
             if not conn.send(data, mark=(session.id, mark)):
                 continue
             if conn.pending_bytes > self.config.slow_consumer_bytes:
@@ -350,7 +354,7 @@ class SessionCore:
         """A commit failed: its events never happened; their runs end with runtime_error."""
         for row in batch.new_sessions:
             self._sessions.pop(row.id, None)
-        touched = {p[0] for p in pending} | set(batch.session_updates)
+        touched = {p.session_id for p in pending} | set(batch.session_updates)
         for session_id in touched:
             session = self._sessions.get(session_id)
             if session is None:
@@ -1162,8 +1166,9 @@ class _Sink:
             data = {"kind": "other", "update": data}
         elif kind == "session_info":
             self._session_info(data)
-        self._core._append(self._session, run.id, "run_progress", data)
-        if self._journal.pending_events >= EMIT_HIGH_WATER:
+        core = self._core
+        core._append(self._session, run.id, "run_progress", data)
+        if core._waiting >= EMIT_HIGH_WATER:
             await self._journal.wait_committed()
 
     def _session_info(self, data: dict[str, Any]) -> None:

@@ -19,8 +19,8 @@ from neocode_gateway.store import EventRow, PermissionRow, RunRow, SessionRow, S
 
 log = logging.getLogger("neocode_gateway.sessions")
 
-#: (session id, seq, run id, frame) of an event waiting for its commit.
-Pending = tuple[str, int, str | None, bytes]
+#: Events waiting for their commit (then fanned out): the rows themselves.
+Pending = EventRow
 
 
 class Journal:
@@ -28,10 +28,10 @@ class Journal:
 
     __slots__ = (
         "_batch",
+        "_events",
         "_loop",
         "_on_committed",
         "_on_failed",
-        "_pending",
         "_scheduled",
         "_store",
         "_waiters",
@@ -50,7 +50,7 @@ class Journal:
         self._on_committed = on_committed
         self._on_failed = on_failed
         self._batch = WriteBatch()
-        self._pending: list[Pending] = []
+        self._events = self._batch.events
         self._scheduled = False
         self._waiters: list[asyncio.Future[None]] = []
         self.commits = 0
@@ -66,12 +66,20 @@ class Journal:
     @property
     def pending_events(self) -> int:
         """Events recorded and not yet committed."""
-        return len(self._pending)
+        return len(self._events)
 
-    def event(self, row: EventRow, run_id: str | None) -> None:
-        """Record one event; it is fanned out after its commit."""
-        self.batch.events.append(row)
-        self._pending.append((row.session_id, row.seq, run_id, row.frame))
+    def event(self, row: EventRow) -> int:
+        """Record one event (fanned out after its commit); return how many now wait.
+
+        The hot path of every event: no per-event session update (each session's
+        ``last_seq`` and ``updated_at`` are taken from its last event at commit).
+        """
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+        events = self._events
+        events.append(row)
+        return len(events)
 
     def session(self, row: SessionRow) -> None:
         """Record a new session."""
@@ -109,8 +117,15 @@ class Journal:
         """Commit this turn's batch, then hand its events to the fan-out."""
         self._scheduled = False
         batch, self._batch = self._batch, WriteBatch()
-        pending, self._pending = self._pending, []
+        self._events = self._batch.events
+        pending = batch.events
         waiters, self._waiters = self._waiters, []
+        if pending:
+            updates = batch.session_updates
+            for session_id, row in {row.session_id: row for row in pending}.items():
+                fields = updates.setdefault(session_id, {})
+                fields["last_seq"] = row.seq
+                fields["updated_at"] = row.ts
         try:
             if not batch.empty:
                 self._store.commit(batch)
