@@ -37,17 +37,23 @@ class EventClock:
     would be a tenth of the budget, so the seconds part is cached.
     """
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_last", "_millis", "_prefix", "_second")
 
     def __init__(self) -> None:
         self._second = -1
+        self._millis = -1
         self._prefix = ""
+        self._last = ""
 
     def now(self) -> str:
-        """The current time as ``2026-11-24T10:00:00.123Z``."""
-        now = time.time()
-        second = int(now)
+        """The current time as ``2026-11-24T10:00:00.123Z`` (one string per millisecond)."""
+        millis = int(time.time() * 1000)
+        if millis == self._millis:
+            return self._last
+        self._millis = millis
+        second, rest = divmod(millis, 1000)
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-        return f"{self._prefix}{int((now - second) * 1000):03d}Z"
+        self._last = f"{self._prefix}{rest:03d}Z"
+        return self._last
