@@ -138,3 +138,15 @@ def late_answers(conn: socket.socket, server: FakeServer) -> None:
         request = msgspec.json.decode(line)
         reply = {"type": "ack", "action": "ping", "request_id": request["request_id"]}
         conn.sendall(msgspec.json.encode(reply) + b"\n")
+
+
+def late_answers_without_ids(conn: socket.socket, server: FakeServer) -> None:
+    """Answer each request once ``release`` is set, in order, WITHOUT request_id (by position).
+
+    The answer then names its request only by its place: a client that forgot an
+    abandoned (timed-out) request would hand its late answer to the next one.
+    """
+    for index, _ in enumerate(server.lines(conn), start=1):
+        server.release.wait(10)
+        reply = {"type": "ack", "action": "ping", "payload": {"n": index}}
+        conn.sendall(msgspec.json.encode(reply) + b"\n")

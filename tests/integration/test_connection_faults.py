@@ -51,7 +51,7 @@ def test_push_queues_behind_owed_responses(run: Runner, path: str) -> None:
             return _ack(frame)
 
         def pushes_now(frame: Frame, conn: Connection) -> bytes:
-            conn.send(_event(1))  # during its own read: after the answers before it
+            conn.send(_event(1))  # while it runs: after its own answer
             asyncio.get_running_loop().call_soon(conn.send, _event(2))
             return _ack(frame)
 
@@ -76,10 +76,30 @@ def test_push_queues_behind_owed_responses(run: Runner, path: str) -> None:
             assert kinds == [
                 ("ack", "slow"),
                 ("ack", "p2"),
-                ("event", 1),
                 ("ack", "r"),
+                ("event", 1),
                 ("event", 2),
             ]
+
+    run(scenario())
+
+
+def test_sync_handler_pushing_while_it_runs_gets_its_ack_first(run: Runner, path: str) -> None:
+    async def scenario() -> None:
+        dispatcher = Dispatcher()
+
+        def pushes(frame: Frame, conn: Connection) -> bytes:
+            conn.send(_event(1), mark=("s", 1))
+            return _ack(frame)
+
+        dispatcher.register("run", pushes)
+        async with serving(path, dispatcher) as (_server, reader, writer):
+            writer.write(req("run", "alone", input_text="x"))  # the one-frame fast path
+            frames = await read_frames(reader, 2)
+            assert [f["type"] for f in frames] == ["ack", "event"]
+            writer.write(req("ping", "p") + req("run", "batched", input_text="x"))
+            frames = await read_frames(reader, 3)
+            assert [f["type"] for f in frames] == ["ack", "ack", "event"]
 
     run(scenario())
 
@@ -110,25 +130,23 @@ def test_resume_writing_keeps_waiting_for_an_owed_answer(run: Runner, path: str)
     async def scenario() -> None:
         dispatcher = Dispatcher()
 
-        async def big_then_slow(frame: Frame, conn: Connection) -> bytes:
-            await asyncio.sleep(0)
+        def pushes_big(frame: Frame, conn: Connection) -> bytes:
+            conn.send(encode_frame(Frame(type="event", action="run", payload="x" * (2 << 20))))
             return _ack(frame)
 
-        def pushes_big(frame: Frame, conn: Connection) -> Awaitable[bytes]:
-            conn.send(encode_frame(Frame(type="event", action="run", payload="x" * (2 << 20))))
-
-            async def later() -> bytes:
-                await asyncio.sleep(0.8)
-                return _ack(frame)
-
-            return later()
+        async def slow(frame: Frame, conn: Connection) -> bytes:
+            await asyncio.sleep(0.8)
+            return _ack(frame)
 
         dispatcher.register("run", pushes_big)
-        dispatcher.register("compact", big_then_slow)
+        dispatcher.register("compact", slow)
         async with serving(path, dispatcher, read_timeout=0.2) as (_server, reader, writer):
-            writer.write(req("run", "r", input_text="x"))
-            frames = await read_frames(reader, 2)  # the big event drains (resume_writing)...
-            assert [f["type"] for f in frames] == ["event", "ack"]  # ...and the answer comes
+            writer.write(req("run", "r", input_text="x") + req("compact", "c", session_id="s"))
+            # The big event fills the socket (pause_writing); reading it resumes writing
+            # while the slow answer is still owed: the connection must wait for it.
+            frames = await read_frames(reader, 3)
+            assert [f["type"] for f in frames] == ["ack", "event", "ack"]
+            assert frames[2]["request_id"] == "c"
 
     run(scenario())
 

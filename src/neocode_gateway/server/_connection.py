@@ -95,6 +95,7 @@ class Connection(asyncio.Protocol):
         "_drain_waiters",
         "_framer",
         "_handler",
+        "_held",
         "_owed",
         "_owed_bytes",
         "_paused",
@@ -125,6 +126,8 @@ class Connection(asyncio.Protocol):
         #: Answers of the read being handled, written together when it ends (fast path).
         self._batch: list[bytes] | None = None
         self._answering = False
+        #: Frames pushed by a handler while it runs: written after its own answer.
+        self._held: list[tuple[bytes, tuple[str, int] | None]] = []
         #: Lines read but not handled yet (a long pipelined read is handled over loop turns).
         self._backlog: deque[bytes] = deque()
         self._owed = 0
@@ -160,20 +163,68 @@ class Connection(asyncio.Protocol):
         if self._close_when_flushed:
             return  # a fatal error is being flushed; nothing more is read
         framer = self._framer
-        started = framer.buffered
+        started = framer.buffered if self.bound else 1
         lines = framer.feed(data)
         if lines:
             if self._backlog:
                 self._backlog.extend(lines)
+            elif (
+                len(lines) == 1
+                and not self._queue
+                and not self._paused
+                and not self._debug
+                and self._answer_one(lines[0])
+            ):
+                pass
             else:
                 self._answer(lines)
             if not self._owed and not self._backlog:
                 self.read_deadline = self._server.next_read_deadline
-        elif not started and framer.buffered and self.bound:
+        elif not started and framer.buffered:
             # A bound connection has no idle deadline, but a frame it starts must complete.
             self.read_deadline = self._server.next_read_deadline
         if framer.overflowed:
             self._refuse_oversized()
+
+    def _answer_one(self, line: bytes) -> bool:
+        """The fast path: one valid frame in a read, nothing queued. ``False``: use ``_answer``.
+
+        A read with one request (a client waiting for each answer) is the common case;
+        this path takes it with the fewest steps and writes the answer at once.
+        """
+        try:
+            frame = parse_frame(line)
+        except FrameError:
+            return False  # errors take the general path (it re-parses: errors are rare)
+        self._answering = True
+        try:
+            result = self._handler(frame, self)
+        except Exception:
+            self._server.handler_failed(frame.action)
+            result = encode_error(
+                INTERNAL_ERROR, codes.MSG_INTERNAL, action=frame.action, request_id=frame.request_id
+            )
+        finally:
+            self._answering = False
+        if type(result) is bytes:
+            transport = self.transport
+            if transport is not None and not self.closed:
+                transport.write(result)
+                self.bytes_out += len(result)
+                self.frames_out += 1
+        else:
+            self._reserve(result, frame, 0.0)  # type: ignore[arg-type]
+        if self._held:
+            self._release_held()
+        if self._close_when_flushed and not self._queue:
+            self._close_now()
+        return True
+
+    def _release_held(self) -> None:
+        """Frames a handler pushed while it ran: they go after its answer."""
+        held, self._held = self._held, []
+        for data, mark in held:
+            self.send(data, mark=mark)
 
     def eof_received(self) -> bool:
         line = self._framer.feed_eof()
@@ -276,6 +327,10 @@ class Connection(asyncio.Protocol):
                     self._respond(result)
                 else:
                     self._reserve(result, frame, start)  # type: ignore[arg-type]
+                if self._held:
+                    for data, mark in self._held:
+                        self._push(data, mark)
+                    self._held = []
                 if size > MAX_BATCH_BYTES and index + 1 < len(lines):
                     # Yield to other connections: the rest of this read waits its turn.
                     self._backlog.extendleft(reversed(lines[index + 1 :]))
@@ -491,9 +546,16 @@ class Connection(asyncio.Protocol):
         if self.closed or self._close_when_flushed or self.transport is None:
             self.dropped_frames += 1
             return False
+        if self._answering:
+            # A handler pushes while it runs: its own answer's place comes first.
+            self._held.append((data, mark))
+            return True
+        return self._push(data, mark)
+
+    def _push(self, data: bytes, mark: tuple[str, int] | None) -> bool:
         batch = self._batch
         if batch is not None and not self._queue and mark is None:
-            batch.append(data)  # a handler pushed while its read is being answered
+            batch.append(data)  # pushed while a read is answered: after the answers so far
             return True
         if self._queue or self._paused or batch:
             self._flush_batch()

@@ -304,9 +304,7 @@ class SessionCore:
         ts = self._clock.now()
         session_id = session.id
         frame = encode_event(session_id, run_id, seq, event_type, ts, data)
-        self._waiting = self.journal.event(
-            EventRow(session_id, seq, run_id, event_type, ts, frame)
-        )
+        self._waiting = self.journal.event(EventRow(session_id, seq, run_id, event_type, ts, frame))
         session.updated_at = ts
         self.events_logged += 1
         return seq
