@@ -293,3 +293,12 @@ def test_terminal_tool_lines_and_markdown(gateway: Gateway) -> None:
         child.close(force=True)
     assert child.exitstatus == 0
     assert "**bold**" not in screen  # rendered as Markdown, not printed raw
+
+
+def test_attach_until_done_on_an_idle_session_ends_with_the_replay(gateway: Gateway) -> None:
+    with Peer(gateway.path) as peer:
+        ack = peer.ack("run", input_text="finished /fail")
+        peer.wait_terminal(str(ack["run_id"]))
+    result = cli(gateway, "attach", str(ack["session_id"]), "--all", "--until-done", timeout=20)
+    assert result.returncode == 1  # the replayed run ended in run_error
+    assert "error runtime_error" in result.stdout

@@ -200,6 +200,9 @@ async def _follow(
                 terminal = event
                 if stop_at_end:
                     break
+            if stop_at_end and event.terminal and event.seq == live_from:
+                terminal = event  # the replay reached the end of a session that is idle
+                break
     if renderer is not None:
         renderer.close()
     detached = interrupts.detached.is_set()
