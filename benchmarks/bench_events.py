@@ -114,6 +114,9 @@ class Conn:
         """Read until a run's terminal event; return the number of lines (events) read."""
         count = self.buf.count(b"\n")
         buf = self.buf
+        if b'"event_type":"run_done"' in buf or b'"event_type":"run_error"' in buf:
+            self.buf = b""
+            return count
         while True:
             chunk = self.sock.recv(1 << 20)
             if not chunk:
