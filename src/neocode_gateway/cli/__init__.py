@@ -110,6 +110,9 @@ def build_parser(name: str) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``neocode-gateway`` command; returns the exit code."""
     args = _command_first(list(sys.argv[1:] if argv is None else argv))
+    if args == ["--version"]:  # answered before any command's module is loaded
+        sys.stdout.write(f"neocode-gateway {__version__}\n")
+        return 0
     name = "serve"
     if args and args[0] in COMMANDS:
         name = args.pop(0)
