@@ -31,7 +31,14 @@ from typing import Any, Final
 
 import msgspec
 
-from neocode_gateway.cli._common import EXIT_OK, EXIT_USAGE, fail, non_empty
+from neocode_gateway.cli._common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    fail,
+    non_empty,
+    non_negative_int,
+    non_negative_seconds,
+)
 from neocode_gateway.cli._common import positive_seconds as _positive_seconds
 from neocode_gateway.client import (
     ADDRESS_ENV,
@@ -175,7 +182,7 @@ def _ping_arguments(parser: argparse.ArgumentParser) -> None:
         "--count",
         "-c",
         metavar="N",
-        type=non_negative_count,
+        type=non_negative_int,
         default=1,
         help="pings to send on one connection; 0 pings until Ctrl-C (default: 1)",
     )
@@ -183,7 +190,7 @@ def _ping_arguments(parser: argparse.ArgumentParser) -> None:
         "--interval",
         "-i",
         metavar="S",
-        type=_non_negative_seconds,
+        type=non_negative_seconds,
         default=None,
         help="seconds between pings (default: 1 with --count 0, else 0)",
     )
@@ -195,27 +202,6 @@ def _ping_arguments(parser: argparse.ArgumentParser) -> None:
         "  neocode-gateway ping --count 5 --interval 0.2 --listen /tmp/gw.sock\n"
         "  neocode-gateway ping --json --timeout 0.5",
     )
-
-
-def non_negative_count(text: str) -> int:
-    """A count >= 0 (0: until interrupted)."""
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _non_negative_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
-    return value
 
 
 def run_ping(options: argparse.Namespace, prog: str) -> int:
