@@ -41,6 +41,7 @@ def test_async_run_streams_to_its_terminal_event(gateway: Gateway) -> None:
         async with AsyncGatewayClient(gateway.path) as client:
             stream = await client.run("hello there /plan")
             assert stream.session_id.startswith("s_")
+            assert stream.ack is not None
             assert stream.ack.payload == {"message": "run accepted"}
             events = [event async for event in stream]
             assert isinstance(events[0], Event)
@@ -49,17 +50,23 @@ def test_async_run_streams_to_its_terminal_event(gateway: Gateway) -> None:
             assert events[-1].terminal
             assert stream.terminal is events[-1]
             assert {e.kind for e in events} >= {"message_chunk", "plan", "usage"}
+            # Without awaiting first: iterate the run directly.
+            kinds = [event.event_type async for event in client.run("direct")]
+            assert kinds[0] == "run_started"
+            assert kinds[-1] == "run_done"
             second = await client.run("again", session_id=stream.session_id)
             end = await second.result()
             assert end.event_type == "run_done"
             assert end.data == {"stop_reason": "end_turn"}
             page = await client.list_sessions(limit=10)
-            assert [s["id"] for s in page["sessions"]] == [stream.session_id]
-            assert [s["id"] async for s in client.iter_sessions(page_size=1)] == [stream.session_id]
+            assert page["sessions"][0]["id"] == stream.session_id  # updated last
+            ids = [s["id"] async for s in client.iter_sessions(page_size=1)]
+            assert len(ids) == 2
+            assert ids[0] == stream.session_id
             loaded = await client.load_session(stream.session_id)
             assert [m["role"] for m in loaded["messages"]] == ["user", "agent"] * 2
             status = await client.status()
-            assert status["sessions"] == 1
+            assert status["sessions"] == 2
             compacted = await client.compact(stream.session_id)
             assert compacted["trigger_mode"] == "manual"
             with pytest.raises(ErrorFrameReceived) as info:

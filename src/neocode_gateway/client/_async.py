@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, cast
 
@@ -476,7 +476,7 @@ class AsyncGatewayClient:
             {k: v for k, v in frame.items() if v is not None}, timeout=timeout
         )
 
-    async def run(
+    def run(
         self,
         input_text: str | None = None,
         *,
@@ -488,12 +488,40 @@ class AsyncGatewayClient:
         run_id: str | None = None,
         request_id: str | None = None,
     ) -> RunStream:
-        """Start a run; return its stream of events once the gateway accepted it.
+        """Start a run: ``stream = await client.run(...)`` (returns once the gateway
+        accepted it), or directly ``async for event in client.run(...)``.
 
-        The connection that sends ``run`` is bound to the session by the
-        gateway, so the events follow without :meth:`bind_stream`.
+        The request is sent now. The connection that sends ``run`` is bound to
+        the session by the gateway, so the events follow without
+        :meth:`bind_stream`; they are collected from the moment the request is
+        sent, so none is missed.
         """
         request_id = request_id or new_request_id()
+        return RunStream(
+            self,
+            self._send_run(
+                request_id,
+                input_text,
+                input_parts,
+                session_id,
+                workdir,
+                agent,
+                mode,
+                run_id,
+            ),
+        )
+
+    async def _send_run(  # noqa: PLR0917 - run()'s arguments, passed on
+        self,
+        request_id: str,
+        input_text: str | None,
+        input_parts: Sequence[InputPart | Mapping[str, Any]] | None,
+        session_id: str | None,
+        workdir: str | None,
+        agent: str | None,
+        mode: str | None,
+        run_id: str | None,
+    ) -> tuple[Subscription, Frame]:
         expected_run = run_id or request_id
         subscription = self.subscribe(session_id, run_id=expected_run)
         payload = {k: v for k, v in (("agent", agent), ("mode", mode)) if v is not None}
@@ -522,7 +550,7 @@ class AsyncGatewayClient:
             raise
         subscription.session_id = ack.session_id
         subscription.run_id = ack.run_id or expected_run
-        return RunStream(self, subscription, ack)
+        return subscription, ack
 
     async def cancel(
         self, run_id: str | None = None, *, session_id: str | None = None
@@ -656,16 +684,33 @@ def _payload(frame: Frame) -> dict[str, Any]:
 
 
 class RunStream:
-    """A run the gateway accepted: its ids, its ack, and its events until the terminal one."""
+    """A run: awaitable (until the gateway accepts it), then its events to the terminal one."""
 
-    def __init__(self, client: AsyncGatewayClient, subscription: Subscription, ack: Frame) -> None:
+    def __init__(
+        self,
+        client: AsyncGatewayClient,
+        starting: Coroutine[Any, Any, tuple[Subscription, Frame]],
+    ) -> None:
         self._client = client
-        self._subscription = subscription
-        self.ack = ack
-        self.session_id: str = ack.session_id or ""
-        self.run_id: str = ack.run_id or ""
+        self._starting: asyncio.Task[tuple[Subscription, Frame]] = asyncio.ensure_future(starting)
+        self._subscription: Subscription | None = None
+        self.ack: Frame | None = None
+        self.session_id: str = ""
+        self.run_id: str = ""
         #: The terminal event, once seen.
         self.terminal: Event | None = None
+
+    async def accepted(self) -> RunStream:
+        """Wait for the gateway's ack (an error frame raises ``ErrorFrameReceived``)."""
+        if self._subscription is None:
+            self._subscription, ack = await self._starting
+            self.ack = ack
+            self.session_id = ack.session_id or ""
+            self.run_id = ack.run_id or ""
+        return self
+
+    def __await__(self) -> Generator[Any, None, RunStream]:
+        return self.accepted().__await__()
 
     def __aiter__(self) -> RunStream:
         return self
@@ -673,11 +718,12 @@ class RunStream:
     async def __anext__(self) -> Event:
         if self.terminal is not None:
             raise StopAsyncIteration
+        await self.accepted()
+        assert self._subscription is not None
         try:
             event = await self._subscription.get()
-        except StopAsyncIteration:
-            self._client.unsubscribe(self._subscription)
-            raise
+        except asyncio.CancelledError:
+            raise  # the caller stopped waiting (Ctrl-C in a front-end); the stream goes on
         except BaseException:
             self._client.unsubscribe(self._subscription)
             raise

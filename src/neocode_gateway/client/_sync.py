@@ -225,8 +225,10 @@ class GatewayClient:
         request_id: str | None = None,
     ) -> BlockingRunStream:
         """Start a run; iterate the result for its events (see :meth:`AsyncGatewayClient.run`)."""
-        stream = self._run(
-            self._client.run(
+
+        async def start() -> RunStream:
+            # In the client's loop thread: the request is sent and its events collected there.
+            return await self._client.run(
                 input_text,
                 input_parts=input_parts,
                 session_id=session_id,
@@ -236,8 +238,8 @@ class GatewayClient:
                 run_id=run_id,
                 request_id=request_id,
             )
-        )
-        return BlockingRunStream(self, stream)
+
+        return BlockingRunStream(self, self._run(start()))
 
     def cancel(self, run_id: str | None = None, *, session_id: str | None = None) -> dict[str, Any]:
         """Cancel a run; the ack's payload."""
@@ -316,7 +318,8 @@ class BlockingRunStream:
     def __init__(self, client: GatewayClient, stream: RunStream) -> None:
         self._client = client
         self._stream = stream
-        self.ack = stream.ack
+        assert stream.ack is not None  # accepted
+        self.ack: Frame = stream.ack
         self.session_id = stream.session_id
         self.run_id = stream.run_id
 
