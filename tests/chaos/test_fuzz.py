@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from neocode_gateway.protocol import ACTIONS, DEFAULT_MAX_FRAME_BYTES, ERROR_CODES
@@ -157,6 +157,21 @@ def test_fuzz_structured_hypothesis(figures: Figures) -> None:
         database=None,
         derandomize=not LONG,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    # Explicit examples: every code asserted below is reached whatever strategy order the
+    # installed hypothesis version draws (a newer release once missed a bad part).
+    @example(
+        frames=[
+            {"type": "request", "action": "run", "request_id": "r", "input_parts": [{"type": "x"}]},
+            {"type": "request", "action": "nope", "request_id": "r"},
+            {"type": "request", "action": "ping"},
+        ],
+        raw=b"{",
+        spaced=False,
+        separator=b"\n",
+        final=b"\n",
+        limit=DEFAULT_MAX_FRAME_BYTES,
+        cut_seeds=[],
     )
     @given(
         frames=st.lists(_FRAME, max_size=4),
