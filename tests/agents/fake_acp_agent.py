@@ -31,10 +31,11 @@ word)::
     /refusal      stopReason refusal
     /remember     says the prompts this session saw before (proves a load kept context)
     /pid          says its pid
+    /spawn        starts a child process (``sleep 600``), says its pid
 
 Environment: ``FAKE_ACP_STATE`` a directory where sessions are kept (for
 ``session/load`` by a later process); ``FAKE_ACP_LOAD=0`` advertises no
-``loadSession``; ``FAKE_ACP_NO_COMPACT=1`` offers no ``/compact`` command;
+``loadSession``; ``FAKE_ACP_NO_COMPACT=1`` offers no commands (so no ``/compact``) unless asked;
 ``FAKE_ACP_NO_MODES=1`` offers no modes; ``FAKE_ACP_EXIT_AT_START=1`` dies
 before answering ``initialize`` (with a stderr line).
 """
@@ -44,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -119,8 +121,8 @@ class FakeAgent:
         asyncio.get_running_loop().create_task(self._announce(session_id))
         return schema.NewSessionResponse(session_id=session_id, modes=self._modes("default"))
 
-    async def _announce(self, session_id: str) -> None:
-        if _flag("FAKE_ACP_NO_COMPACT"):
+    async def _announce(self, session_id: str, always: bool = False) -> None:
+        if _flag("FAKE_ACP_NO_COMPACT") and not always:
             return
         await self.conn.session_update(
             session_id,
@@ -211,7 +213,7 @@ class FakeAgent:
                     ),
                 )
             elif word == "/commands":
-                await self._announce(session_id)
+                await self._announce(session_id, always=True)
             elif word == "/usage":
                 await self.conn.session_update(
                     session_id,
@@ -321,6 +323,9 @@ class FakeAgent:
                 await self.say(session_id, "remembered: " + " | ".join(before))
             elif word == "/pid":
                 await self.say(session_id, f"pid {os.getpid()}")
+            elif word == "/spawn":
+                child = subprocess.Popen(["sleep", "600"])  # as Claude starts one per session
+                await self.say(session_id, f"child {child.pid}")
         if cancel.is_set():
             return schema.PromptResponse(stop_reason="cancelled")
         answer = f"echo: {text}"
