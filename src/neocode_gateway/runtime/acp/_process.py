@@ -166,7 +166,11 @@ class ChildProcess:
             descendants |= descendant_pids(self.pid)
             self.signal_group(signal.SIGKILL)
             await self._wait(grace)
+        if group_alive(self.pid):  # what it started outlives it: TERM, then KILL
+            self.signal_group(signal.SIGTERM)
+            await self._wait_group(grace)
         self.kill_leftovers(descendants)
+        await self._wait_group(grace)
         await self.stderr_done(timeout=grace)
         if self._stderr_task is not None and not self._stderr_task.done():
             self._stderr_task.cancel()
@@ -178,6 +182,14 @@ class ChildProcess:
             if _start_time(pid) == started:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
+
+    async def _wait_group(self, timeout: float) -> None:
+        """Poll (bounded) until nothing is left in the child's process group."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        delay = 0.005
+        while group_alive(self.pid) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     async def _wait(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
