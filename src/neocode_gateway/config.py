@@ -270,9 +270,7 @@ def _command(value: Any, where: str, key: str) -> tuple[str, ...]:
 def _no_unknown(table: Mapping[str, Any], known: Sequence[str], where: str, prefix: str) -> None:
     for key in table:
         if key not in known:
-            raise ConfigError(
-                f"{where}: {prefix}{key}: unknown key (known: {', '.join(known)})"
-            )
+            raise ConfigError(f"{where}: {prefix}{key}: unknown key (known: {', '.join(known)})")
 
 
 def _check_name(name: str, what: str) -> None:

@@ -43,13 +43,14 @@ before answering ``initialize`` (with a stderr line).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import acp
 from acp import schema
@@ -79,7 +80,9 @@ class FakeAgent:
 
     def __init__(self) -> None:
         self.conn: Any = None
-        self.state_dir = Path(os.environ["FAKE_ACP_STATE"]) if "FAKE_ACP_STATE" in os.environ else None
+        self.state_dir = (
+            Path(os.environ["FAKE_ACP_STATE"]) if "FAKE_ACP_STATE" in os.environ else None
+        )
         self.sessions: dict[str, dict[str, Any]] = {}
         self.cancels: dict[str, asyncio.Event] = {}
 
@@ -143,7 +146,9 @@ class FakeAgent:
         self.sessions[session_id] = stored
         for role, text in stored["history"]:  # the history, replayed as ACP says
             update = (
-                update_user_message_text(text) if role == "user" else update_agent_message_text(text)
+                update_user_message_text(text)
+                if role == "user"
+                else update_agent_message_text(text)
             )
             await self.conn.session_update(session_id, update)
         await self._announce(session_id)
@@ -192,7 +197,7 @@ class FakeAgent:
         text = " ".join(texts)
         words = text.split()
         usage = None
-        stop = "end_turn"
+        stop: Literal["end_turn", "refusal"] = "end_turn"
         index = 0
         while index < len(words):
             word = words[index]
@@ -239,7 +244,11 @@ class FakeAgent:
                     "session/update",
                     {
                         "sessionId": session_id,
-                        "update": {"sessionUpdate": "future_thing", "value": 42, "nested": {"a": [1]}},
+                        "update": {
+                            "sessionUpdate": "future_thing",
+                            "value": 42,
+                            "nested": {"a": [1]},
+                        },
                     },
                 )
             elif word == "/image":
@@ -275,7 +284,11 @@ class FakeAgent:
             elif word == "/termbig":
                 index += 1
                 await self._terminal(
-                    session_id, "sh", ["-c", f"head -c {int(arg)} /dev/zero | tr '\\0' x"], None, 1000
+                    session_id,
+                    "sh",
+                    ["-c", f"head -c {int(arg)} /dev/zero | tr '\\0' x"],
+                    None,
+                    1000,
                 )
             elif word == "/termhang":
                 created = await self.conn.create_terminal(
@@ -289,10 +302,8 @@ class FakeAgent:
                     if cancel.is_set():
                         return schema.PromptResponse(stop_reason="cancelled")
                     await self.say(session_id, f"{n} ")
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(cancel.wait(), 0.05)
-                    except TimeoutError:
-                        pass
                 if cancel.is_set():
                     return schema.PromptResponse(stop_reason="cancelled")
             elif word == "/hang":
@@ -379,7 +390,9 @@ class FakeAgent:
             )
             return False
         await self.say(session_id, f"chosen: {outcome.option_id}")
-        status = "failed" if outcome.option_id == "no" else "completed"
+        status: Literal["failed", "completed"] = (
+            "failed" if outcome.option_id == "no" else "completed"
+        )
         await self.conn.session_update(session_id, update_tool_call("call-ask", status=status))
         return True
 
@@ -394,7 +407,9 @@ class FakeAgent:
             await self.say(session_id, f"terminal error: {exc}")
             return
         terminal_id = created.terminal_id
-        status = await self.conn.wait_for_terminal_exit(session_id=session_id, terminal_id=terminal_id)
+        status = await self.conn.wait_for_terminal_exit(
+            session_id=session_id, terminal_id=terminal_id
+        )
         output = await self.conn.terminal_output(session_id=session_id, terminal_id=terminal_id)
         await self.conn.release_terminal(session_id=session_id, terminal_id=terminal_id)
         if limit is not None:
@@ -402,9 +417,7 @@ class FakeAgent:
                 session_id, f"terminal size {len(output.output)} truncated {output.truncated}"
             )
         else:
-            await self.say(
-                session_id, f"terminal exit {status.exit_code}: {output.output.strip()}"
-            )
+            await self.say(session_id, f"terminal exit {status.exit_code}: {output.output.strip()}")
 
 
 async def main() -> None:

@@ -121,7 +121,11 @@ def events(body: dict[str, Any]) -> Iterator[tuple[str | None, Any, float]]:
     else:
         yield (
             "content_block_start",
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
             0.0,
         )
         pieces = [value] * 600 if kind == "slow" else [value]

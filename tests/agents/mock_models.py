@@ -111,9 +111,8 @@ class SseHandler(BaseHTTPRequestHandler):
         self.close_connection = True
         try:
             for name, data, delay in events:
-                if delay:
-                    if self.server.stop_streams.wait(delay):
-                        return
+                if delay and self.server.stop_streams.wait(delay):
+                    return
                 chunk = (f"event: {name}\n" if name else "") + f"data: {json.dumps(data)}\n\n"
                 self.wfile.write(chunk.encode())
                 self.wfile.flush()

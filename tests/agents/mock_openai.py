@@ -109,7 +109,11 @@ def events(body: dict[str, Any]) -> Iterator[tuple[str | None, Any, float]]:
         }
         yield (
             "response.output_item.added",
-            {"type": "response.output_item.added", "output_index": 0, "item": {**item, "arguments": ""}},
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": {**item, "arguments": ""},
+            },
             0.0,
         )
         yield (
@@ -185,7 +189,9 @@ class OpenAIHandler(SseHandler):
         if self.path.startswith("/v1/responses") and isinstance(body, dict):
             self.send_events(events(body))
         else:
-            self.send_json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+            self.send_json(
+                404, {"error": {"message": "not found", "type": "invalid_request_error"}}
+            )
 
     def do_GET(self) -> None:
         self.server.record("GET", self.path, None)

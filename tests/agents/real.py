@@ -51,7 +51,9 @@ def installed_agents() -> Path:
         pytest.skip("real agents: NEOCODE_SKIP_REAL_AGENTS=1")
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        pytest.skip("real agents: node and npm are needed to install claude-agent-acp and codex-acp")
+        pytest.skip(
+            "real agents: node and npm are needed to install claude-agent-acp and codex-acp"
+        )
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one installer at a time (parallel test runs)
@@ -59,8 +61,16 @@ def installed_agents() -> Path:
         if missing:
             specs = [f"{p}@{v}" for p, v in PACKAGES.items()]
             result = subprocess.run(
-                [npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund",
-                 "--loglevel=error", *specs],
+                [
+                    npm,
+                    "install",
+                    "--prefix",
+                    str(CACHE),
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                    *specs,
+                ],
                 capture_output=True,
                 text=True,
                 timeout=INSTALL_TIMEOUT,
@@ -88,7 +98,7 @@ class AgentSetup:
             f"[agents.{self.name}]",
             f"command = {json.dumps(list(self.config.command))}",
             f"mode = {json.dumps(self.config.mode)}",
-            "[agents.%s.env]" % self.name,
+            f"[agents.{self.name}.env]",
         ]
         lines += [f"{key} = {json.dumps(value)}" for key, value in self.config.env.items()]
         return "\n".join(lines) + "\n"

@@ -93,7 +93,9 @@ def test_every_update_kind_reaches_the_sink_in_order(workdir: str) -> None:
                     "status": "pending",
                     "locations": [{"path": "/tmp/x.py", "line": 3}],
                     "raw_input": {"command": "ls"},
-                    "content": [{"type": "content", "content": {"type": "text", "text": "listing"}}],
+                    "content": [
+                        {"type": "content", "content": {"type": "text", "text": "listing"}}
+                    ],
                 },
                 {
                     "kind": "tool_call_update",
@@ -172,18 +174,27 @@ def test_huge_lines_and_a_chatty_stderr(workdir: str) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "chosen", "status"),
-    [("allow_once", "yes", "completed"), ("allow_always", "always", "completed"),
-     ("reject_once", "no", "failed")],
+    [
+        ("allow_once", "yes", "completed"),
+        ("allow_always", "always", "completed"),
+        ("reject_once", "no", "failed"),
+    ],
 )
 def test_permission_options_as_given_and_the_choice_goes_back(
     workdir: str, kind: str, chosen: str, status: str
 ) -> None:
     async def scenario() -> None:
         async with opened(fake_runtime(workdir)) as rt:
-            reason, sink = await prompt(rt, FakeSession("s1", workdir), "/ask", FakeSink(choose(kind)))
+            reason, sink = await prompt(
+                rt, FakeSession("s1", workdir), "/ask", FakeSink(choose(kind))
+            )
             assert reason == "end_turn"
             tool_call, options = sink.permissions[0]
-            assert tool_call == {"tool_call_id": "call-ask", "title": "touch f", "tool_kind": "edit"}
+            assert tool_call == {
+                "tool_call_id": "call-ask",
+                "title": "touch f",
+                "tool_kind": "edit",
+            }
             assert options == [
                 {"option_id": "yes", "name": "Allow", "kind": "allow_once"},
                 {"option_id": "always", "name": "Always", "kind": "allow_always"},
@@ -453,12 +464,14 @@ def test_without_load_session_a_fresh_agent_session_starts_and_the_reset_is_logg
         old = session.state["agent_session_id"]
         async with opened(fake_runtime(workdir, env=env)) as rt:
             _, sink = await prompt(rt, session, "/remember")
-            assert "remembered: " in sink.text() and "first" not in sink.text()
+            assert "remembered: " in sink.text()
+            assert "first" not in sink.text()
         assert session.state["agent_session_id"] != old
 
     with caplog.at_level(logging.WARNING, logger="neocode_gateway.runtime.acp"):
         run(scenario())
-    assert "cannot load sessions" in caplog.text and "context was reset" in caplog.text
+    assert "cannot load sessions" in caplog.text
+    assert "context was reset" in caplog.text
 
 
 def test_a_session_the_agent_cannot_load_starts_fresh(
@@ -578,7 +591,8 @@ def test_terminals_run_in_the_workdir_with_an_output_limit(workdir: str) -> None
             _, sink = await prompt(rt, session, f"/termcwd {workdir}/sub")
             assert f"terminal exit 0: {workdir}/sub" in sink.text()
             _, sink = await prompt(rt, session, "/termcwd /tmp")
-            assert "terminal error" in sink.text() and "outside" in sink.text()
+            assert "terminal error" in sink.text()
+            assert "outside" in sink.text()
             _, sink = await prompt(rt, session, "/termbig 5000")
             assert "terminal size 1000 truncated True" in sink.text()
             _, sink = await prompt(rt, session, "/term exit 3")
@@ -601,17 +615,21 @@ def test_image_parts_from_a_data_uri_or_a_file(workdir: str) -> None:
             parts = (
                 InputPart(type="text", text="/image"),
                 InputPart(
-                    type="image", media=Media(uri=f"data:image/png;base64,{encoded}", mime_type="image/png")
+                    type="image",
+                    media=Media(uri=f"data:image/png;base64,{encoded}", mime_type="image/png"),
                 ),
                 InputPart(type="image", media=Media(uri="pic.png", mime_type="image/png")),
             )
             reason = await rt.prompt(session, RunInput("r1", parts=parts), sink := FakeSink())
             assert reason == "end_turn"
             assert f"images: 2 image/png:{len(encoded)}, image/png:{len(encoded)}" in sink.text()
-            bad = (InputPart(type="image", media=Media(uri="https://x/y.png", mime_type="image/png")),)
+            bad = (
+                InputPart(type="image", media=Media(uri="https://x/y.png", mime_type="image/png")),
+            )
             with pytest.raises(RunFailed) as failed:
                 await rt.prompt(session, RunInput("r2", parts=bad), FakeSink())
-            assert failed.value.code == "runtime_error" and "fetches nothing" in failed.value.message
+            assert failed.value.code == "runtime_error"
+            assert "fetches nothing" in failed.value.message
 
     run(scenario())
 

@@ -128,7 +128,8 @@ def test_cancel_mid_run_then_a_new_runtime_continues_the_session(
             sink = FakeSink()
             reason = await rt.prompt(session, RunInput("r3", text="RECALL please"), sink)
             assert reason == "end_turn"
-            assert "banana" in sink.text() and "SLOWLY" in sink.text(), sink.text()
+            assert "banana" in sink.text(), sink.text()
+            assert "SLOWLY" in sink.text(), sink.text()
         finally:
             await closed(rt)
         saved = dict(session.state)
@@ -142,7 +143,8 @@ def test_cancel_mid_run_then_a_new_runtime_continues_the_session(
             await closed(rt)
         assert reason == "end_turn"
         assert again.state["agent_session_id"] == saved["agent_session_id"]
-        assert "banana" in sink.text() and "RECALL please" in sink.text(), sink.text()
+        assert "banana" in sink.text(), sink.text()
+        assert "RECALL please" in sink.text(), sink.text()
         # The history the agent replayed while loading is not logged as new events.
         assert "Mock answer." not in sink.text()
 

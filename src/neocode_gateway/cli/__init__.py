@@ -34,11 +34,12 @@ COMMANDS: dict[str, Command] = {
 
 def _register_client_commands() -> None:
     try:
-        from neocode_gateway.cli import _client_commands
+        from neocode_gateway.cli import _agents, _client_commands
     except ImportError:  # pragma: no cover - the client commands ship with the package
         return
-    for name, command in _client_commands.commands().items():
-        COMMANDS[name] = Command(command[0], command[1], command[2])
+    for module in (_client_commands, _agents):
+        for name, command in module.commands().items():
+            COMMANDS[name] = Command(command[0], command[1], command[2])
 
 
 _register_client_commands()

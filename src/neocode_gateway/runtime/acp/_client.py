@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -148,10 +148,11 @@ class Terminals:
         owner: Any,
         workdir: str,
         command: str,
-        args: list[str],
-        env: Mapping[str, str],
-        cwd: str | None,
-        limit: int | None,
+        args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        limit: int | None = None,
     ) -> str:
         """Start ``command args`` in ``cwd`` (inside the workdir); its id."""
         if sum(1 for t in self._terminals.values() if t.owner is owner) >= MAX_TERMINALS:
@@ -161,7 +162,7 @@ class Terminals:
             raise Refused(f"{cwd or workdir}: not a directory")
         size = DEFAULT_OUTPUT_LIMIT if limit is None else min(max(limit, 0), MAX_OUTPUT_LIMIT)
         full_env = dict(os.environ)
-        full_env.update(env)
+        full_env.update(env or {})
         terminal_id = f"term-{next(self._ids)}"
         try:
             child = await ChildProcess.spawn(
@@ -179,8 +180,9 @@ class Terminals:
             self._read(terminal), name=f"{self._label} {terminal_id} output"
         )
         self._terminals[terminal_id] = terminal
-        log.debug("%s: %s started %r in %s (pid %d)", self._label, terminal_id, command, where,
-                  child.pid)
+        log.debug(
+            "%s: %s started %r in %s (pid %d)", self._label, terminal_id, command, where, child.pid
+        )
         return terminal_id
 
     async def _read(self, terminal: Terminal) -> None:

@@ -207,7 +207,11 @@ def _cost(value: Any) -> dict[str, Any] | None:
         return None
     amount = value.get("amount")
     currency = value.get("currency")
-    if isinstance(amount, int | float) and not isinstance(amount, bool) and isinstance(currency, str):
+    if (
+        isinstance(amount, int | float)
+        and not isinstance(amount, bool)
+        and isinstance(currency, str)
+    ):
         return {"amount": amount, "currency": currency}
     return None
 
@@ -358,7 +362,7 @@ def prompt_blocks(
 
 
 def image_data(uri: str, workdir: str, *, read: Any = None) -> str:
-    """The base64 data of an image at ``uri`` (a ``data:`` URI or a file; see :func:`prompt_blocks`)."""
+    """The base64 data of the image at ``uri`` (see :func:`prompt_blocks`)."""
     if uri.startswith("data:"):
         header, comma, payload = uri[5:].partition(",")
         if not comma:

@@ -303,17 +303,21 @@ class AcpRuntime:
         """Start the agent, create one session in ``workdir`` (a temporary one if ``None``).
 
         Returns what ``agents --check`` reports: the ``initialize`` answer, the
-        time it took, the session's modes. Raises :class:`RunFailed` with why
+        time it took (``start_s``), the time ``session/new`` took (``session_s``),
+        the session's modes (the configured mode is not applied) and the memory
+        of the agent's process tree (``rss_bytes``). Raises :class:`RunFailed` with why
         the agent could not be started. The caller closes the runtime.
         """
         agent = await self._agent()
+        began = time.monotonic()
         report: dict[str, Any] = agent.info.describe()
         report["pid"] = agent.child.pid
         report["start_s"] = agent.started_in
         with contextlib.ExitStack() as stack:
             where = workdir or stack.enter_context(tempfile.TemporaryDirectory(prefix="ngw-"))
             ref = _ProbeSession(os.path.realpath(where))
-            live = await self._session(ref, agent)
+            live = await self._session(ref, agent, configure=False)
+            report["session_s"] = time.monotonic() - began
             report["modes"] = {
                 "current": live.modes.current,
                 "available": [
@@ -407,7 +411,8 @@ class AcpRuntime:
             ) from None
         agent = _Agent(self.name, child)
         stdin, stdout = child.process.stdin, child.process.stdout
-        assert stdin is not None and stdout is not None
+        assert stdin is not None
+        assert stdout is not None
 
         async def handle(method: str, params: Any, is_notification: bool) -> Any:
             return await self._handle(agent, method, params, is_notification)
@@ -517,8 +522,11 @@ class AcpRuntime:
 
     # -- agent sessions ------------------------------------------------------------------
 
-    async def _session(self, ref: SessionRef, agent: _Agent) -> _Live:
-        """The live agent session of gateway session ``ref``: kept, loaded, or new."""
+    async def _session(self, ref: SessionRef, agent: _Agent, *, configure: bool = True) -> _Live:
+        """The live agent session of gateway session ``ref``: kept, loaded, or new.
+
+        ``configure``: set the configured mode on a new agent session.
+        """
         lock = self._session_locks.setdefault(ref.id, asyncio.Lock())
         async with lock:
             live = self._live.get(ref.id)
@@ -528,11 +536,11 @@ class AcpRuntime:
                 return live
             self._live.pop(ref.id, None)
             await self._make_room(agent)
-            live = await self._open(ref, agent)
+            live = await self._open(ref, agent, configure)
             self._live[ref.id] = live
             return live
 
-    async def _open(self, ref: SessionRef, agent: _Agent) -> _Live:
+    async def _open(self, ref: SessionRef, agent: _Agent, configure: bool) -> _Live:
         state = ref.runtime_state
         saved = state.get("agent_session_id")
         if isinstance(saved, str) and saved:
@@ -572,7 +580,7 @@ class AcpRuntime:
             ref.id,
             ref.workdir,
         )
-        if self.config.mode and self.config.mode != live.modes.current:
+        if configure and self.config.mode and self.config.mode != live.modes.current:
             if self.config.mode not in live.modes.available:
                 offered = ", ".join(live.modes.available) or "none"
                 raise RunFailed(
@@ -672,9 +680,7 @@ class AcpRuntime:
             )
             if agent.info.close_session:
                 try:
-                    await self._call(
-                        agent, "session/close", {"sessionId": victim.id}, timeout=30.0
-                    )
+                    await self._call(agent, "session/close", {"sessionId": victim.id}, timeout=30.0)
                 except (_AgentError, RunFailed) as exc:
                     log.warning("agent %s: session/close failed: %s", self.name, exc)
 
@@ -747,9 +753,7 @@ class AcpRuntime:
         await current.lane.flush()  # the tool call's events go first
         if current.cancel_requested:
             return dict(_mapping.CANCELLED_ANSWER)
-        ask = asyncio.get_running_loop().create_task(
-            current.sink.request_permission(tool, options)
-        )
+        ask = asyncio.get_running_loop().create_task(current.sink.request_permission(tool, options))
         current.permissions.add(ask)
         try:
             await asyncio.wait({ask})
@@ -796,9 +800,9 @@ class AcpRuntime:
             live.workdir,
             request.command,
             list(request.args or []),
-            env,
-            request.cwd,
-            request.output_byte_limit,
+            env=env,
+            cwd=request.cwd,
+            limit=request.output_byte_limit,
         )
         return {"terminalId": terminal_id}
 
