@@ -31,13 +31,16 @@ word)::
     /refusal      stopReason refusal
     /remember     says the prompts this session saw before (proves a load kept context)
     /pid          says its pid
+    /ext          sends extension and malformed requests; says how each was answered
+    /killterm     terminal/create ``sleep 600``, terminal/kill, says the signal
     /spawn        starts a child process (``sleep 600``), says its pid
 
 Environment: ``FAKE_ACP_STATE`` a directory where sessions are kept (for
 ``session/load`` by a later process); ``FAKE_ACP_LOAD=0`` advertises no
 ``loadSession``; ``FAKE_ACP_NO_COMPACT=1`` offers no commands (so no ``/compact``) unless asked;
 ``FAKE_ACP_NO_MODES=1`` offers no modes; ``FAKE_ACP_EXIT_AT_START=1`` dies
-before answering ``initialize`` (with a stderr line).
+before answering ``initialize`` (with a stderr line); ``FAKE_ACP_AUTH_REQUIRED=1``
+refuses ``session/new``; ``FAKE_ACP_SET_MODE_FAILS=1`` refuses every mode switch.
 """
 
 from __future__ import annotations
@@ -118,6 +121,8 @@ class FakeAgent:
         )
 
     async def new_session(self, cwd: str, **kwargs: Any) -> schema.NewSessionResponse:
+        if _flag("FAKE_ACP_AUTH_REQUIRED"):
+            raise acp.RequestError.auth_required()
         session_id = f"fake-{uuid.uuid4().hex[:12]}"
         self.sessions[session_id] = {"cwd": cwd, "history": [], "mode": "default"}
         self._save(session_id)
@@ -155,7 +160,7 @@ class FakeAgent:
         return schema.LoadSessionResponse(modes=self._modes(stored.get("mode", "default")))
 
     async def set_session_mode(self, session_id: str, mode_id: str, **kwargs: Any) -> None:
-        if mode_id not in MODES:
+        if mode_id not in MODES or _flag("FAKE_ACP_SET_MODE_FAILS"):
             raise acp.RequestError.invalid_params({"details": f"no mode {mode_id}"})
         self.sessions[session_id]["mode"] = mode_id
         self._save(session_id)
@@ -334,6 +339,19 @@ class FakeAgent:
                 await self.say(session_id, "remembered: " + " | ".join(before))
             elif word == "/pid":
                 await self.say(session_id, f"pid {os.getpid()}")
+            elif word == "/ext":
+                await self._edge_cases(session_id)
+            elif word == "/killterm":
+                created = await self.conn.create_terminal(
+                    session_id=session_id, command="sleep", args=["600"]
+                )
+                await self.conn.kill_terminal(
+                    session_id=session_id, terminal_id=created.terminal_id
+                )
+                status = await self.conn.wait_for_terminal_exit(
+                    session_id=session_id, terminal_id=created.terminal_id
+                )
+                await self.say(session_id, f"killed: {status.signal}")
             elif word == "/spawn":
                 child = subprocess.Popen(["sleep", "600"])  # as Claude starts one per session
                 await self.say(session_id, f"child {child.pid}")
@@ -346,6 +364,26 @@ class FakeAgent:
         session["history"].append(("agent", answer))
         self._save(session_id)
         return schema.PromptResponse(stop_reason=stop, usage=usage)
+
+    async def _edge_cases(self, session_id: str) -> None:
+        """Requests a client must refuse cleanly; says each answer."""
+        raw = self.conn._conn
+        await raw.send_notification("_fake/note", {"hello": 1})
+        await raw.send_notification("fake/unknown_notification", {})
+        probes: list[tuple[str, dict[str, Any]]] = [
+            ("_fake/ask", {}),
+            ("fs/delete_file", {"sessionId": session_id}),
+            ("fs/read_text_file", {"sessionId": "nope", "path": "/x"}),
+            ("fs/read_text_file", {"sessionId": session_id}),
+            ("terminal/output", {"sessionId": session_id, "terminalId": 5}),
+            ("terminal/output", {"sessionId": session_id, "terminalId": "term-999"}),
+        ]
+        for method, params in probes:
+            try:
+                await raw.send_request(method, params)
+                await self.say(session_id, f"{method}: answered;")
+            except acp.RequestError as exc:
+                await self.say(session_id, f"{method}: error {exc.code} {exc};")
 
     async def _tool(self, session_id: str) -> None:
         await self.conn.session_update(

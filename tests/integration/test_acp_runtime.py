@@ -644,3 +644,102 @@ def test_the_sdk_is_not_imported_until_an_agent_starts() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# -- edges ------------------------------------------------------------------------------------
+
+
+def test_what_the_client_side_refuses(workdir: str) -> None:
+    async def scenario() -> None:
+        async with opened(fake_runtime(workdir)) as rt:
+            _, sink = await prompt(rt, FakeSession("s1", workdir), "/ext /killterm")
+            text = sink.text()
+            assert "_fake/ask: error -32601" in text
+            assert "fs/delete_file: error -32601" in text
+            assert "fs/read_text_file: error -32602 unknown session" in text
+            assert text.count("fs/read_text_file: error -32602") == 2
+            assert "terminal/output: error -32602 terminalId: expected a string" in text
+            assert "terminal/output: error -32002 unknown terminal 'term-999'" in text
+            assert "killed: SIGTERM" in text or "killed: SIGKILL" in text
+
+    run(scenario())
+
+
+def test_agent_refusals_become_clear_run_errors(workdir: str) -> None:
+    async def scenario() -> None:
+        async with opened(fake_runtime(workdir, env={"FAKE_ACP_AUTH_REQUIRED": "1"})) as rt:
+            with pytest.raises(RunFailed) as failed:
+                await prompt(rt, FakeSession("s1", workdir), "hi")
+            assert failed.value.code == "runtime_unavailable"
+            assert "cannot start a session: Authentication required" in failed.value.message
+        env = {"FAKE_ACP_SET_MODE_FAILS": "1"}
+        async with opened(fake_runtime(workdir, env=env)) as rt:
+            with pytest.raises(RunFailed) as failed:
+                await prompt(rt, FakeSession("s2", workdir), "hi", mode="plan")
+            assert failed.value.code == "runtime_error"
+            assert "cannot switch to mode 'plan'" in failed.value.message
+
+    run(scenario())
+
+
+def test_one_run_per_session_and_a_failing_sink(workdir: str) -> None:
+    class Broken(FakeSink):
+        async def emit(self, data: dict[str, Any]) -> None:
+            raise OSError("disk full")
+
+    async def scenario() -> None:
+        async with opened(fake_runtime(workdir)) as rt:
+            session = FakeSession("s1", workdir)
+            sink = FakeSink()
+            task = asyncio.create_task(rt.prompt(session, RunInput("r1", text="/slow 2000"), sink))
+            await sink.wait_for(lambda s: len(s.events) >= 2)
+            with pytest.raises(RunFailed, match="already has an active run"):
+                await rt.prompt(session, RunInput("r2", text="x"), FakeSink())
+            await rt.cancel(session)
+            assert await asyncio.wait_for(task, 30) == CANCELLED
+            with pytest.raises(OSError, match="disk full"):
+                await rt.prompt(session, RunInput("r3", text="x"), Broken())
+            assert (await prompt(rt, session, "fine"))[0] == "end_turn"
+
+    run(scenario())
+
+
+def test_a_sink_whose_permission_request_fails_means_cancelled(workdir: str) -> None:
+    class Broken(FakeSink):
+        async def request_permission(self, tool_call: Any, options: Any) -> PermissionOutcome:
+            raise RuntimeError("core bug")
+
+    async def scenario() -> None:
+        async with opened(fake_runtime(workdir)) as rt:
+            reason = await rt.prompt(
+                FakeSession("s1", workdir), RunInput("r", text="/ask"), Broken()
+            )
+            assert reason == CANCELLED
+
+    run(scenario())
+
+
+def test_more_busy_sessions_than_the_cap_all_run(workdir: str) -> None:
+    async def scenario() -> None:
+        async with opened(fake_runtime(workdir, max_live_sessions=1)) as rt:
+            one, two = FakeSession("s1", workdir), FakeSession("s2", workdir)
+            sink = FakeSink()
+            task = asyncio.create_task(rt.prompt(one, RunInput("r1", text="/slow 2000"), sink))
+            await sink.wait_for(lambda s: len(s.events) >= 2)
+            assert (await prompt(rt, two, "meanwhile"))[0] == "end_turn"
+            assert rt.stats()["live_sessions"] == 2  # the busy one is never closed
+            await rt.cancel(one)
+            assert await asyncio.wait_for(task, 30) == CANCELLED
+
+    run(scenario())
+
+
+def test_create_agent_runtimes_names_each_runtime(workdir: str) -> None:
+    from neocode_gateway.config import GatewayConfig
+    from neocode_gateway.runtime.acp import create_agent_runtimes
+
+    agents = {"a": AgentConfig("a", ("a",)), "b": AgentConfig("b", ("b",))}
+    options = RuntimeOptions(Path(workdir), workdir)
+    made = create_agent_runtimes(GatewayConfig(agents=agents), options)
+    assert [(n, r.name) for n, r in made.items()] == [("a", "a"), ("b", "b")]
+    assert list(create_agent_runtimes(agents, options)) == ["a", "b"]

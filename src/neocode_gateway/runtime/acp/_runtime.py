@@ -33,6 +33,7 @@ import logging
 import os
 import tempfile
 import time
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -208,7 +209,10 @@ class AcpRuntime:
         self._start_lock: asyncio.Lock | None = None
         self._live: dict[str, _Live] = {}
         self._runs: dict[str, _Run] = {}
-        self._session_locks: dict[str, asyncio.Lock] = {}
+        # One lock per gateway session being opened; gone once nobody holds it.
+        self._session_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._closed = False
 
     # -- the port ------------------------------------------------------------------------
@@ -527,7 +531,9 @@ class AcpRuntime:
 
         ``configure``: set the configured mode on a new agent session.
         """
-        lock = self._session_locks.setdefault(ref.id, asyncio.Lock())
+        lock = self._session_locks.get(ref.id)
+        if lock is None:
+            lock = self._session_locks[ref.id] = asyncio.Lock()
         async with lock:
             live = self._live.get(ref.id)
             if live is not None and live.agent is agent and live.id in agent.sessions:
