@@ -113,7 +113,8 @@ class _Lane:
     async def flush(self) -> None:
         """Wait until everything put so far was emitted; raise what the sink raised."""
         while self._task is not None and not self._task.done():
-            await asyncio.shield(self._task)
+            # wait(), not the task itself: a lane closed meanwhile must not cancel the caller.
+            await asyncio.wait({self._task})
         if self.error is not None:
             raise self.error
 
@@ -134,6 +135,7 @@ class _Run:
         self.lane = _Lane(sink)
         self.permissions: set[asyncio.Task[Any]] = set()
         self.cancel_requested = False
+        self.ended = False
         self.live: _Live | None = None
         self.agent: _Agent | None = None
 
@@ -363,6 +365,10 @@ class AcpRuntime:
                 if current.cancel_requested:
                     return CANCELLED
                 raise RunFailed(RUNTIME_ERROR, exc.message) from None
+            except RunFailed:  # the agent died: what it said before still goes first
+                with contextlib.suppress(Exception):
+                    await current.lane.flush()
+                raise
             response = result if isinstance(result, Mapping) else {}
             usage = _mapping.prompt_usage(response)
             if usage is not None:
@@ -375,6 +381,7 @@ class AcpRuntime:
 
     async def _end_run(self, current: _Run) -> None:
         """Release what a prompt held: its lane, pending permissions, its terminals."""
+        current.ended = True
         current.cancel_permissions()
         await current.lane.close()
         if current.agent is not None:
@@ -753,11 +760,12 @@ class AcpRuntime:
     async def _on_permission(self, agent: _Agent, params: dict[str, Any]) -> dict[str, Any]:
         live = agent.sessions.get(params.get("sessionId", ""))
         current = live.run if live is not None else None
-        if current is None or current.sink is None or current.cancel_requested:
+        if current is None or current.sink is None or current.cancel_requested or current.ended:
             return dict(_mapping.CANCELLED_ANSWER)
         tool, options = _mapping.permission_request(params)
-        await current.lane.flush()  # the tool call's events go first
-        if current.cancel_requested:
+        with contextlib.suppress(Exception):  # a failing sink fails the run, not this answer
+            await current.lane.flush()  # the tool call's events go first
+        if current.cancel_requested or current.ended:
             return dict(_mapping.CANCELLED_ANSWER)
         ask = asyncio.get_running_loop().create_task(current.sink.request_permission(tool, options))
         current.permissions.add(ask)
