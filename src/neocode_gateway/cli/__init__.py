@@ -50,6 +50,7 @@ COMMANDS: dict[str, Command] = {
     "reject": Command("reject a permission request", "_session_commands"),
     "cancel": Command("cancel a run", "_session_commands"),
     "compact": Command("compact a session's context", "_session_commands"),
+    "agents": Command("list the configured coding agents (--check starts each one)", "_agents"),
 }
 
 

@@ -120,6 +120,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="event loop implementation (default: auto = uvloop where available)",
     )
 
+    from neocode_gateway.cli._agents import add_config_flags
+
+    add_config_flags(parser)
     parser.add_argument(
         "--runtime",
         metavar="NAME",
@@ -322,9 +325,18 @@ async def serve(listener: Listener, config: ServerConfig, services: Services | N
 
 def build_services(options: argparse.Namespace) -> Services:
     """Open the event log and create the runtimes; ``ConfigError``/``StoreOpenError`` if not."""
-    runtime = options.runtime or "echo"
+    from neocode_gateway.cli._agents import config_from_flags
+
+    file_config = config_from_flags(options)
+    runtime = options.runtime or file_config.default_agent or "echo"
     if runtime == "none":
         return Services()
+    options.workdir = options.workdir or file_config.workdir
+    options.data_dir = options.data_dir or file_config.data_dir
+    if options.permission_timeout is None:
+        options.permission_timeout = file_config.permission_timeout
+    if options.event_retention_days is None:
+        options.event_retention_days = file_config.event_retention_days
     workdir = os.path.realpath(options.workdir or os.getcwd())
     if not os.path.isdir(workdir):
         raise ConfigError(f"--workdir {options.workdir}: not a directory")
@@ -332,6 +344,11 @@ def build_services(options: argparse.Namespace) -> Services:
     runtime_options = RuntimeOptions(data_dir=data_dir, default_workdir=workdir)
     runtimes = RuntimeSet(default=runtime)
     runtimes.add("echo", create_runtime("echo", runtime_options))
+    if file_config.agents:
+        from neocode_gateway.runtime.acp import create_agent_runtimes
+
+        for name, agent_runtime in create_agent_runtimes(file_config, runtime_options).items():
+            runtimes.add(name, agent_runtime)
     if runtime not in runtimes.names():
         runtimes.add(runtime, create_runtime(runtime, runtime_options))
     store = Store.open(data_dir)
