@@ -229,13 +229,47 @@ def test_terminal_permission_prompt_answered_by_key(gateway: Gateway) -> None:
     try:
         child.expect("permission")
         child.expect(r"\[a\]once")
-        child.sendline("a")
+        child.send("x")  # one key, no Enter
+        child.expect("please answer a, s or r")
+        child.expect(r"\[a\]once")
+        child.send("a")
         child.expect("allow_once")
         child.expect("done")
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+def test_terminal_question_withdrawn_when_another_client_answers(gateway: Gateway) -> None:
+    child = _spawn(gateway, "run", "hello /ask")
+    try:
+        child.expect(r"\[a\]once")
+        with Peer(gateway.path) as peer:
+            sessions = peer.ack("list_sessions")["payload"]["sessions"]
+            session = next(s for s in sessions if s["state"] == "running")
+            peer.ack("bind_stream", session_id=session["id"], payload={"after_seq": 0})
+            asked = peer.wait_event(lambda e: etype(e) == "permission_request")
+            peer.ack(
+                "resolve_permission",
+                session_id=session["id"],
+                payload={"request_id": data(asked)["request_id"], "decision": "reject"},
+            )
+        child.expect(r"reject \(by client\)")
+        child.expect("done")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+
+
+def test_client_commands_honour_the_address_variable(gateway: Gateway) -> None:
+    env = dict(os.environ, NEOCODE_GATEWAY_ADDRESS=gateway.path)
+    for command in (["ping", "--count", "1"], ["status"], ["sessions"], ["run", "hi"]):
+        done = run_cli(*command, env=env)
+        assert done.returncode == 0, (command, done.stderr)
+    status = run_cli("status", "--json", env=env)
+    assert json.loads(status.stdout)["address"] == gateway.path
 
 
 def test_terminal_ctrl_c_once_cancels_twice_detaches(gateway: Gateway) -> None:

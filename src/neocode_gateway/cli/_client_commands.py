@@ -50,6 +50,7 @@ from neocode_gateway.client import (
     GatewayUnreachable,
     RawResponse,
     RequestTimeout,
+    client_default_address,
 )
 from neocode_gateway.protocol import Frame, encode_frame, frame_schema
 from neocode_gateway.transport import default_address, is_pipe_address, read_lock_info
@@ -206,7 +207,7 @@ def _ping_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_ping(options: argparse.Namespace, prog: str) -> int:
     """``neocode-gateway ping``: one line per ping; a summary at the end or on Ctrl-C."""
-    address = options.listen or os.environ.get(ADDRESS_ENV, "").strip() or default_address()
+    address = options.listen or client_default_address()
     if not options.json:
         return _guarded(prog, lambda: _ping(options, prog))
 
@@ -486,7 +487,7 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_status(options: argparse.Namespace, prog: str) -> int:
     """``neocode-gateway status``: does a gateway answer, and who runs it."""
-    address = options.listen or default_address()
+    address = options.listen or client_default_address()
     if not is_pipe_address(address):
         address = os.path.abspath(address)
     options.listen = address

@@ -126,6 +126,10 @@ async def _until_detached(
 async def _answer_permission(
     client: AsyncGatewayClient, options: argparse.Namespace, renderer: Any, event: Event
 ) -> None:
+    """Answer one request: ``--approve``, else a key on a terminal, else say who can.
+
+    Cancelled (by :func:`_follow`) when another client answers first or the run ends.
+    """
     permission_id = str(event.data.get("request_id"))
     decision = options.approve
     if decision is None and sys.stdin.isatty() and sys.stdout.isatty() and renderer is not None:
@@ -141,23 +145,69 @@ async def _answer_permission(
     try:
         await client.resolve_permission(permission_id, decision)
     except ErrorFrameReceived as exc:
-        if exc.code != "conflict":
+        if exc.code not in ("conflict", "resource_not_found"):
             raise
-        _note(renderer, "that permission was already answered by another client")
+        _note(renderer, "that permission was already answered")
+
+
+_PROMPT: Final = "  allow [a]once, allow for the [s]ession, or [r]eject? "
 
 
 async def _ask(renderer: Any) -> str | None:
-    loop = asyncio.get_running_loop()
+    """One key (no Enter needed): a, s or r; ``None`` at end of input."""
     while True:
-        prompt = "  allow [a]once, allow for the [s]ession, or [r]eject? "
+        sys.stdout.write(_PROMPT)
+        sys.stdout.flush()
         try:
-            answer = await loop.run_in_executor(None, input, prompt)
-        except EOFError:
+            key = await _read_key()
+        except asyncio.CancelledError:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            raise
+        sys.stdout.write((key if key.isprintable() else "") + "\n")
+        sys.stdout.flush()
+        if not key:
             return None
-        decision = _KEYS.get(answer.strip().lower()[:1])
+        decision = _KEYS.get(key.strip().lower()[:1])
         if decision is not None:
             return decision
         _note(renderer, "please answer a, s or r")
+
+
+async def _read_key() -> str:
+    """One key press from the terminal, without echo or Enter; ``""`` at end of input.
+
+    The terminal is in cbreak mode only while waiting (Ctrl-C still interrupts),
+    and the wait is a reader on the event loop, so it can be cancelled: the
+    question goes away when another client answers it. Where there is no
+    termios (Windows), a line is read instead.
+    """
+    try:
+        import termios
+        import tty
+    except ImportError:  # pragma: no cover - Windows
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        return str(line)[:1]
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[bytes] = loop.create_future()
+
+    def readable() -> None:
+        if not got.done():
+            try:
+                got.set_result(os.read(fd, 32))
+            except OSError:
+                got.set_result(b"")
+
+    tty.setcbreak(fd, termios.TCSANOW)
+    loop.add_reader(fd, readable)
+    try:
+        data = await got
+    finally:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+    return data.decode(errors="replace")[:1]
 
 
 async def _follow(
@@ -179,6 +229,50 @@ async def _follow(
     terminal: Event | None = None
     last_seq = 0
     tasks: set[asyncio.Future[Any]] = set()
+    # While the user is asked about a permission, events wait here (so nothing is drawn
+    # over the question, and a second question waits for the first); the answer of
+    # another client, or the run's end, withdraws the question.
+    asking: dict[str, asyncio.Task[None]] = {}
+    held: list[Event] = []
+    settled: set[str] = set()  # permissions answered (or whose run ended): not to ask
+
+    def show(event: Event) -> None:
+        _emit(renderer, event)
+        permission_id = str(event.data.get("request_id"))
+        if (
+            event.event_type == "permission_request"
+            and event.seq > live_from
+            and permission_id not in settled
+        ):
+            asking[permission_id] = asyncio.ensure_future(ask(permission_id, event))
+
+    def release_held() -> None:
+        while held and not asking:
+            show(held.pop(0))
+
+    async def ask(permission_id: str, event: Event) -> None:
+        try:
+            await _answer_permission(client, options, renderer, event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # shown, never a traceback: the run goes on
+            _note(renderer, f"could not answer permission {permission_id}: {exc}")
+        finally:
+            asking.pop(permission_id, None)
+            release_held()
+
+    async def withdraw(permission_ids: set[str] | None = None) -> None:
+        """Stop asking about these permissions (all if ``None``): settled elsewhere."""
+        if permission_ids is None:
+            permission_ids = set(asking) | {
+                str(e.data.get("request_id")) for e in held if e.event_type == "permission_request"
+            }
+        settled.update(permission_ids)
+        for key in permission_ids & set(asking):
+            task = asking[key]
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def first_interrupt() -> None:
         if cancel is None:
@@ -193,9 +287,15 @@ async def _follow(
     with interrupts:
         async for event in _until_detached(events, interrupts):
             last_seq = event.seq
-            _emit(renderer, event)
-            if event.event_type == "permission_request" and event.seq > live_from:
-                await _answer_permission(client, options, renderer, event)
+            if event.event_type == "permission_resolved":
+                await withdraw({str(event.data.get("request_id"))})
+            elif event.terminal:
+                await withdraw()
+            if asking or held:
+                held.append(event)
+                release_held()
+            else:
+                show(event)
             if event.terminal and event.seq > live_from:
                 terminal = event
                 if stop_at_end:
@@ -203,6 +303,8 @@ async def _follow(
             if stop_at_end and event.terminal and event.seq == live_from:
                 terminal = event  # the replay reached the end of a session that is idle
                 break
+        await withdraw()
+        release_held()
     if renderer is not None:
         renderer.close()
     detached = interrupts.detached.is_set()
