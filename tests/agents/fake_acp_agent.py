@@ -23,6 +23,7 @@ word)::
     /termbig N    terminal/create printing N bytes with outputByteLimit 1000; says the size
     /termhang     terminal/create ``sleep 600`` (pid in the message), then hangs like /hang
     /slow N       N chunks 50 ms apart; a session/cancel ends the turn (cancelled)
+    /tick N       N chunks 10 ms apart, each ``t=<time.monotonic()>`` when sent (latency)
     /hang         never answers, ignores session/cancel
     /crash        a chunk, some stderr lines, then exits with code 3
     /stderr N     N lines on stderr (a chatty agent), then the answer
@@ -51,6 +52,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Literal
@@ -311,6 +313,11 @@ class FakeAgent:
                         await asyncio.wait_for(cancel.wait(), 0.05)
                 if cancel.is_set():
                     return schema.PromptResponse(stop_reason="cancelled")
+            elif word == "/tick":
+                index += 1
+                for _ in range(int(arg)):
+                    await self.say(session_id, f"t={time.monotonic()!r}")
+                    await asyncio.sleep(0.01)
             elif word == "/hang":
                 await self.say(session_id, "hanging")
                 await asyncio.Event().wait()
