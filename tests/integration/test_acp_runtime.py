@@ -383,10 +383,15 @@ def test_an_active_run_ends_unavailable_when_the_runtime_closes(workdir: str) ->
 # -- start failures ------------------------------------------------------------------------
 
 
-def test_an_agent_not_on_path_is_unavailable(workdir: str) -> None:
+def test_an_agent_not_on_path_is_unavailable(
+    workdir: str, caplog: pytest.LogCaptureFixture
+) -> None:
     async def scenario() -> None:
         config = AgentConfig(name="ghost", command=("no-such-agent-xyz", "--acp"))
         rt = AcpRuntime("ghost", config, RuntimeOptions(Path(workdir), workdir))
+        with caplog.at_level(logging.WARNING, logger="neocode_gateway.runtime.acp"):
+            await rt.start()  # said at start, before any run
+        assert "agent ghost: 'no-such-agent-xyz' not found on PATH" in caplog.text
         with pytest.raises(RunFailed) as failed:
             await prompt(rt, FakeSession("s1", workdir), "hi")
         assert failed.value.code == "runtime_unavailable"

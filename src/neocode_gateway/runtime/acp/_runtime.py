@@ -49,7 +49,7 @@ from neocode_gateway.runtime._port import (
     SessionRef,
 )
 from neocode_gateway.runtime.acp import _client, _mapping
-from neocode_gateway.runtime.acp._process import ChildProcess, SpawnError, tree_rss_bytes
+from neocode_gateway.runtime.acp._process import ChildProcess, SpawnError, tree_rss_bytes, which
 
 if TYPE_CHECKING:
     from acp.core import Connection
@@ -220,7 +220,15 @@ class AcpRuntime:
     # -- the port ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Nothing to do: the agent starts with its first run."""
+        """The agent starts with its first run; a command not on PATH is said now, in the log."""
+        env = dict(os.environ)
+        env.update(self.config.env)
+        if which(self.config.command[0], env) is None:
+            log.warning(
+                "agent %s: %r not found on PATH; its runs will fail until it is installed",
+                self.name,
+                self.config.command[0],
+            )
 
     async def close(self) -> None:
         """Stop the agent and everything it started; runs still active end unavailable."""
