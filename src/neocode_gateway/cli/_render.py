@@ -43,6 +43,23 @@ def describe_end(event: Event) -> str:
     return f"error {event.data.get('code', '?')}: {event.data.get('message', '')}"
 
 
+def describe_usage(data: dict[str, Any]) -> str:
+    """``input tokens 25, output tokens 12, context 37/1000000, cost 0.0034 USD``."""
+    parts = []
+    for key, value in data.items():
+        if key in ("kind", "context_size"):
+            continue
+        if key == "context_used" and "context_size" in data:
+            parts.append(f"context {value}/{data['context_size']}")
+        elif isinstance(value, dict) and "amount" in value:
+            amount = value.get("amount")
+            shown = f"{amount:.4g}" if isinstance(amount, float) else str(amount)
+            parts.append(f"{key.replace('_', ' ')} {shown} {value.get('currency', '')}".rstrip())
+        else:
+            parts.append(f"{key.replace('_', ' ')} {value}")
+    return ", ".join(parts)
+
+
 class PlainRenderer:
     """Events as plain text: nothing but what a pipe or a log file should hold."""
 
@@ -86,8 +103,7 @@ class PlainRenderer:
                 mark = _PLAN_MARKS.get(entry.get("status"), "[ ]")
                 self._line(f"  {mark} {entry.get('content', '')}")
         elif etype == "run_progress" and kind == "usage":
-            parts = [f"{k.replace('_', ' ')} {v}" for k, v in data.items() if k != "kind"]
-            self._line("usage: " + ", ".join(parts))
+            self._line("usage: " + describe_usage(data))
         elif etype == "permission_request":
             call = data.get("tool_call") or {}
             command = tool_command(call)
@@ -141,6 +157,7 @@ class RichRenderer(PlainRenderer):
         self._live: Live | None = None
         self._plan: list[dict[str, Any]] = []
         self._usage: str | None = None
+        self._usage_data: dict[str, Any] = {}
 
     # -- the live region ----------------------------------------------------------------
 
@@ -225,9 +242,8 @@ class RichRenderer(PlainRenderer):
             self._plan = list(data.get("entries") or ())
             self._refresh()
         elif etype == "run_progress" and kind == "usage":
-            self._usage = ", ".join(
-                f"{k.replace('_', ' ')} {v}" for k, v in data.items() if k != "kind"
-            )
+            self._usage_data.update(data)  # an agent reports context and tokens apart
+            self._usage = describe_usage(self._usage_data)
         elif etype == "permission_request":
             self._flush_text()
             call = data.get("tool_call") or {}

@@ -1,0 +1,52 @@
+"""The terminal renderers, fed recorded events, without a gateway."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+
+from neocode_gateway.cli._render import PlainRenderer, RichRenderer, describe_usage
+from neocode_gateway.protocol import Event
+
+
+def event(seq: int, event_type: str, **data: Any) -> Event:
+    return Event("s_1", "r_1", seq, event_type, "2026-11-24T00:00:00.000Z", data)
+
+
+def test_usage_is_readable() -> None:
+    assert (
+        describe_usage(
+            {
+                "kind": "usage",
+                "context_used": 37,
+                "context_size": 1000,
+                "cost": {"amount": 0.0034000000000000002, "currency": "USD"},
+            }
+        )
+        == "context 37/1000, cost 0.0034 USD"
+    )
+    assert describe_usage({"kind": "usage", "input_tokens": 25}) == "input tokens 25"
+
+
+def test_plain_renderer_prints_the_run() -> None:
+    out = io.StringIO()
+    renderer = PlainRenderer(out)
+    renderer.feed(event(1, "run_started", input_text="hi"))
+    renderer.feed(event(2, "run_progress", kind="message_chunk", text="Hello "))
+    renderer.feed(event(3, "run_progress", kind="message_chunk", text="world"))
+    renderer.feed(event(4, "run_progress", kind="usage", input_tokens=3))
+    renderer.feed(event(5, "run_done", stop_reason="end_turn"))
+    renderer.close()
+    assert out.getvalue() == "Hello world\nusage: input tokens 3\ndone (end_turn)\n"
+
+
+def test_rich_renderer_merges_usage_reported_apart() -> None:
+    out = io.StringIO()
+    renderer = RichRenderer(Console(file=out, force_terminal=False, width=100))
+    renderer.feed(event(1, "run_progress", kind="usage", context_used=10, context_size=100))
+    renderer.feed(event(2, "run_progress", kind="usage", input_tokens=3, output_tokens=4))
+    renderer.feed(event(3, "run_done", stop_reason="end_turn"))
+    renderer.close()
+    assert "usage: context 10/100, input tokens 3, output tokens 4" in out.getvalue()
