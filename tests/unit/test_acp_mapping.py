@@ -12,22 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from neocode_gateway.protocol import InputPart
+from neocode_gateway.protocol._events import PROGRESS_KINDS
 from neocode_gateway.protocol._frames import Media
 from neocode_gateway.runtime import CANCELLED, PermissionOutcome, RunInput
 from neocode_gateway.runtime.acp import _mapping as m
-
-PROGRESS_KINDS = {
-    "message_chunk",
-    "thought_chunk",
-    "tool_call",
-    "tool_call_update",
-    "plan",
-    "commands",
-    "usage",
-    "session_info",
-    "other",
-}
-
 
 # -- session/update ------------------------------------------------------------------------
 
