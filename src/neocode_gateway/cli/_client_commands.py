@@ -537,6 +537,7 @@ async def _status(options: argparse.Namespace) -> int:
         "connections",
         "bindings",
         "pending_permissions",
+        "agents",
     ):
         if key in gateway:
             info[key] = gateway[key]
@@ -546,9 +547,23 @@ async def _status(options: argparse.Namespace) -> int:
         _out_json(info)
     else:
         shown = dict(info, reachable="yes", rtt_ms=f"{rtt * 1000:.2f} ms")
+        agents = shown.pop("agents", None)
         for key, value in shown.items():
             _out(f"{key.removesuffix('_ms')}: {'unknown' if value is None else value}")
+        for name, agent in (agents or {}).items():
+            _out(f"agent {name}: {_describe_agent(agent)}")
     return EXIT_OK
+
+
+def _describe_agent(agent: Any) -> str:
+    """``running (pid 4242, 2 live sessions, 412 MiB)`` or ``not running``."""
+    if not isinstance(agent, dict) or not agent.get("running"):
+        return "not running (starts with its first run)"
+    live = agent.get("live_sessions", 0)
+    details = [f"pid {agent.get('pid')}", f"{live} live session{'' if live == 1 else 's'}"]
+    if isinstance(agent.get("rss_bytes"), int):
+        details.append(f"{agent['rss_bytes'] / 2**20:.0f} MiB")
+    return f"running ({', '.join(details)})"
 
 
 def _socket_mode(address: str) -> str | None:

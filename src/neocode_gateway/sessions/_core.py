@@ -1110,7 +1110,21 @@ class SessionCore:
             "sessions": self.store.count_sessions(),
             "active_runs": len(self._runs),
             "pending_permissions": len(self._permissions),
+            "agents": self._agent_stats(),
         }
+
+    def _agent_stats(self) -> dict[str, Any]:
+        """Each runtime that reports on itself (an ACP agent: running, pid, live sessions,
+        memory); the port does not require it."""
+        stats: dict[str, Any] = {}
+        for name in self.runtimes.names():
+            report = getattr(self.runtimes.get(name), "stats", None)
+            if callable(report):
+                try:
+                    stats[name] = report()
+                except Exception:  # a report must never fail status
+                    log.exception("runtime %s: stats failed", name)
+        return stats
 
 
 class _MissingRuntime:
