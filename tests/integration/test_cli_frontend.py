@@ -336,3 +336,16 @@ def test_attach_until_done_on_an_idle_session_ends_with_the_replay(gateway: Gate
     result = cli(gateway, "attach", str(ack["session_id"]), "--all", "--until-done", timeout=20)
     assert result.returncode == 1  # the replayed run ended in run_error
     assert "error runtime_error" in result.stdout
+
+
+def test_terminal_ctrl_c_at_the_question_cancels_the_run(gateway: Gateway) -> None:
+    child = _spawn(gateway, "run", "hello /ask")
+    try:
+        child.expect(r"\[a\]once")
+        child.sendintr()
+        child.expect("canceling the run")
+        child.expect("canceled")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 130
