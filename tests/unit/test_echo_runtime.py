@@ -257,3 +257,27 @@ def test_runtime_set_closes_all_even_if_one_fails() -> None:
         await runtimes.close_all()
 
     asyncio.run(scenario())
+
+
+def test_runtime_set_closes_them_at_once() -> None:
+    class Slow(EchoRuntime):
+        def __init__(self, everyone: asyncio.Event, count: list[int]) -> None:
+            super().__init__()
+            self.everyone, self.count = everyone, count
+
+        async def close(self) -> None:
+            self.count[0] += 1
+            if self.count[0] == 2:
+                self.everyone.set()
+            # Each close returns only once every close has begun: one at a time would hang.
+            await asyncio.wait_for(self.everyone.wait(), 5)
+
+    async def scenario() -> None:
+        everyone, count = asyncio.Event(), [0]
+        runtimes = RuntimeSet(default="a")
+        runtimes.add("a", Slow(everyone, count))
+        runtimes.add("b", Slow(everyone, count))
+        await runtimes.close_all()
+        assert count == [2]
+
+    asyncio.run(scenario())
