@@ -72,6 +72,9 @@ def test_run_exit_codes_and_stdin(gateway: Gateway) -> None:
     assert unknown.returncode == 1
     assert "resource_not_found" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+    agent = cli(gateway, "run", "x", "--agent", "nope")
+    assert agent.returncode == 1
+    assert "unknown agent (neocode-gateway status lists the gateway's runtimes)" in agent.stderr
 
 
 def test_continue_sessions_show_compact(gateway: Gateway, tmp_path: Any) -> None:

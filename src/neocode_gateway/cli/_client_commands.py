@@ -147,6 +147,13 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
+#: What to try next, after the contract's fixed error messages that have an obvious next step.
+_HINTS: Final = {
+    "unknown agent": " (neocode-gateway status lists the gateway's runtimes)",
+    "unknown mode": " (neocode-gateway agents --check lists each agent's modes)",
+}
+
+
 def _guarded(prog: str, body: Callable[[], Awaitable[int]]) -> int:
     """Run the command's coroutine; turn every expected failure into its exit code."""
     try:
@@ -156,7 +163,10 @@ def _guarded(prog: str, body: Callable[[], Awaitable[int]]) -> int:
     except RequestTimeout as exc:
         return fail(prog, str(exc), EXIT_TIMEOUT)
     except ErrorFrameReceived as exc:
-        return fail(prog, f"the gateway answered with an error frame: {exc}", EXIT_ERROR_FRAME)
+        hint = _HINTS.get(exc.message, "")
+        return fail(
+            prog, f"the gateway answered with an error frame: {exc}{hint}", EXIT_ERROR_FRAME
+        )
     except ClientError as exc:
         return fail(prog, str(exc), EXIT_ERROR_FRAME)
     except KeyboardInterrupt:
