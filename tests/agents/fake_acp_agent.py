@@ -41,7 +41,9 @@ Environment: ``FAKE_ACP_STATE`` a directory where sessions are kept (for
 ``loadSession``; ``FAKE_ACP_NO_COMPACT=1`` offers no commands (so no ``/compact``) unless asked;
 ``FAKE_ACP_NO_MODES=1`` offers no modes; ``FAKE_ACP_EXIT_AT_START=1`` dies
 before answering ``initialize`` (with a stderr line); ``FAKE_ACP_AUTH_REQUIRED=1``
-refuses ``session/new``; ``FAKE_ACP_SET_MODE_FAILS=1`` refuses every mode switch.
+refuses ``session/new``; ``FAKE_ACP_SET_MODE_FAILS=1`` refuses every mode switch;
+``FAKE_ACP_COMMANDS_LATE=1`` sends a loaded session's commands 0.3 s after answering
+``session/load`` (as Claude does).
 """
 
 from __future__ import annotations
@@ -144,6 +146,10 @@ class FakeAgent:
             ),
         )
 
+    async def _announce_late(self, session_id: str) -> None:
+        await asyncio.sleep(0.3)
+        await self._announce(session_id)
+
     async def load_session(
         self, cwd: str, session_id: str, **kwargs: Any
     ) -> schema.LoadSessionResponse | None:
@@ -158,7 +164,10 @@ class FakeAgent:
                 else update_agent_message_text(text)
             )
             await self.conn.session_update(session_id, update)
-        await self._announce(session_id)
+        if _flag("FAKE_ACP_COMMANDS_LATE"):  # as Claude: the commands follow the answer
+            asyncio.get_running_loop().create_task(self._announce_late(session_id))
+        else:
+            await self._announce(session_id)
         return schema.LoadSessionResponse(modes=self._modes(stored.get("mode", "default")))
 
     async def set_session_mode(self, session_id: str, mode_id: str, **kwargs: Any) -> None:

@@ -547,6 +547,15 @@ def test_compact_uses_the_agents_command_or_is_unsupported(workdir: str) -> None
             await prompt(rt, session, "hi")
             with pytest.raises(CompactUnsupported):
                 await rt.compact(session)
+        # After a restart, compact comes first: the loaded session's commands arrive
+        # only after session/load answered, and compact waits for them.
+        late = state_env(workdir, FAKE_ACP_COMMANDS_LATE="1")
+        session = FakeSession("s3", workdir)
+        async with opened(fake_runtime(workdir, env=late)) as rt:
+            await prompt(rt, session, "hi")
+        again = FakeSession("s3", workdir, dict(session.state))
+        async with opened(fake_runtime(workdir, env=late)) as rt:
+            assert (await rt.compact(again)).applied
 
     run(scenario())
 

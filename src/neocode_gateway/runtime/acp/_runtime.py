@@ -63,6 +63,8 @@ RUNTIME_UNAVAILABLE: Final = "runtime_unavailable"
 DEFAULT_START_TIMEOUT: Final = 60.0
 #: ``session/new``, ``session/load`` and ``session/set_mode`` must be answered within this.
 DEFAULT_SESSION_TIMEOUT: Final = 120.0
+#: How long compact waits for a just-opened session's list of commands.
+COMMANDS_WAIT: Final = 3.0
 #: Each step of stopping an agent (stdin EOF, SIGTERM, SIGKILL) waits this long.
 DEFAULT_STOP_GRACE: Final = 3.0
 
@@ -155,6 +157,9 @@ class _Live:
         self.workdir = ref.workdir
         self.modes = _mapping.Modes()
         self.commands: list[str] = []
+        # Set by the agent's first available_commands_update, which agents send just after
+        # session/new or session/load answered: compact waits for it a moment.
+        self.commands_known = asyncio.Event()
         self.context_used: int | None = None
         self.loading = False
         self.run: _Run | None = None
@@ -274,6 +279,10 @@ class AcpRuntime:
         """The agent's ``/compact`` command, where its available commands offer one."""
         agent = await self._agent()
         live = await self._session(session, agent)
+        if not live.commands_known.is_set() and not agent.offers_compact:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(COMMANDS_WAIT):
+                    await live.commands_known.wait()
         if "compact" not in live.commands and not agent.offers_compact:
             raise CompactUnsupported(f"agent {self.name!r} offers no /compact command")
         if live.run is not None:
@@ -748,6 +757,7 @@ class AcpRuntime:
         names = _mapping.command_names(update)
         if names is not None:
             live.commands = names
+            live.commands_known.set()
             if "compact" in names:
                 agent.offers_compact = True
         mode = _mapping.current_mode(update)
