@@ -9,6 +9,7 @@ word)::
     /tool         a tool call (execute, with locations, raw input, content) and its update
     /plan         a plan of two entries
     /commands     an available_commands_update
+    /compact      a usage_update: the context is now 300 tokens
     /usage        a usage_update (context used/size, cost); the response carries token usage
     /title T      a session_info_update with title T
     /mode M       a current_mode_update to M
@@ -246,6 +247,11 @@ class FakeAgent:
                     ),
                 )
                 usage = schema.Usage(input_tokens=11, output_tokens=22, total_tokens=33)
+            elif word == "/compact":  # the context shrinks to 300 tokens
+                await self.conn.session_update(
+                    session_id,
+                    schema.UsageUpdate(session_update="usage_update", used=300, size=200000),
+                )
             elif word == "/title":
                 index += 1
                 await self.conn.session_update(

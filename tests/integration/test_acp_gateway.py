@@ -49,6 +49,15 @@ def test_fake_agent_through_the_gateway(gateway_factory: GatewayFactory) -> None
         )
         assert etype(a.wait_terminal(run, timeout=60)) == "run_done"
 
+        # compact, in tokens: the fake agent's context goes from 1234 to 300.
+        a.wait_terminal(str(a.ack("run", session_id=session, input_text="/usage")["run_id"]))
+        compacted = b.ack("compact", session_id=session)["payload"]
+        assert compacted["before_tokens"] == 1234
+        assert compacted["after_tokens"] == 300
+        assert compacted["saved_ratio"] == round(934 / 1234, 4)
+        assert compacted["before_chars"] == 0
+        assert compacted["trigger_mode"] == "manual"
+
         status = b.ack("status")["payload"]
         agent = status["agents"]["fake"]
         assert agent["running"] is True
@@ -58,3 +67,7 @@ def test_fake_agent_through_the_gateway(gateway_factory: GatewayFactory) -> None
     assert shown.returncode == 0, shown.stderr
     assert "agent fake: running (pid " in shown.stdout
     assert "1 live session," in shown.stdout
+    with Peer(gateway.path) as c:
+        c.wait_terminal(str(c.ack("run", session_id=session, input_text="/usage")["run_id"]))
+    compact = run_cli("compact", session, "--listen", gateway.path)
+    assert compact.stdout.strip() == "compacted: context 1234 -> 300 tokens (saved 76%)"

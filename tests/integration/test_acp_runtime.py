@@ -542,6 +542,9 @@ def test_compact_uses_the_agents_command_or_is_unsupported(workdir: str) -> None
             await prompt(rt, session, "/usage")
             result = await rt.compact(session)
             assert result.applied
+            # In tokens, as the agent reported its context; ACP has no character counts.
+            assert (result.before_chars, result.after_chars) == (0, 0)
+            assert (result.before_tokens, result.after_tokens) == (1234, 300)
         async with opened(fake_runtime(workdir, env={"FAKE_ACP_NO_COMPACT": "1"})) as rt:
             session = FakeSession("s2", workdir)
             await prompt(rt, session, "hi")

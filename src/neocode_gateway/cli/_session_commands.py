@@ -630,17 +630,28 @@ def _compact_arguments(parser: argparse.ArgumentParser) -> None:
     _add_address_flags(parser)
 
 
+def _describe_compaction(result: dict[str, Any]) -> str:
+    """``compacted: 5000 -> 1000 characters (saved 80%)``, or in tokens for an ACP agent."""
+    head = "compacted" if result.get("applied") else "nothing compacted"
+    saved = f"(saved {float(result.get('saved_ratio', 0)):.0%})"
+    if result.get("before_chars") or result.get("after_chars"):
+        before, after = result.get("before_chars"), result.get("after_chars")
+        return f"{head}: {before} -> {after} characters {saved}"
+    before, after = result.get("before_tokens"), result.get("after_tokens")
+    if before and after is not None:
+        return f"{head}: context {before} -> {after} tokens {saved}"
+    if after is not None:
+        return f"{head}: the agent's context is now {after} tokens"
+    return head
+
+
 def run_compact(options: argparse.Namespace, prog: str) -> int:
     """``neocode-gateway compact``: compact a session's context."""
 
     async def body() -> int:
         async with _client(options) as client:
             result = await client.compact(options.session)
-        _out(
-            f"{'compacted' if result.get('applied') else 'nothing to compact'}: "
-            f"{result.get('before_chars')} -> {result.get('after_chars')} characters "
-            f"(saved {float(result.get('saved_ratio', 0)):.0%})"
-        )
+        _out(_describe_compaction(result))
         return EXIT_OK
 
     return _guarded(prog, body)

@@ -81,6 +81,10 @@ class CompactResult:
     applied: bool
     before_chars: int
     after_chars: int
+    #: The agent's context in tokens before and after, where the agent reports it (ACP's
+    #: ``usage_update``) and cannot say characters.
+    before_tokens: int | None = None
+    after_tokens: int | None = None
 
 
 class SessionRef(Protocol):

@@ -1086,19 +1086,22 @@ class SessionCore:
             raise RequestError(exc.code, exc.message) from None
         finally:
             session.busy = False
-        before = result.before_chars
-        saved = (before - result.after_chars) / before if before else 0.0
-        return _ack(
-            frame,
-            {
-                "applied": result.applied,
-                "before_chars": before,
-                "after_chars": result.after_chars,
-                "saved_ratio": round(saved, 4),
-                "trigger_mode": "manual",
-            },
-            session_id=session.id,
-        )
+        before, after = result.before_chars, result.after_chars
+        if not before and result.before_tokens and result.after_tokens is not None:
+            before, after = result.before_tokens, result.after_tokens  # the ratio in tokens
+        saved = (before - after) / before if before else 0.0
+        payload: dict[str, Any] = {
+            "applied": result.applied,
+            "before_chars": result.before_chars,
+            "after_chars": result.after_chars,
+            "saved_ratio": round(saved, 4),
+            "trigger_mode": "manual",
+        }
+        if result.before_tokens is not None:
+            payload["before_tokens"] = result.before_tokens
+        if result.after_tokens is not None:
+            payload["after_tokens"] = result.after_tokens
+        return _ack(frame, payload, session_id=session.id)
 
     def status(self) -> dict[str, Any]:
         """The core's part of the ``status`` ack."""

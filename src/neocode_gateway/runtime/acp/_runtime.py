@@ -305,7 +305,11 @@ class AcpRuntime:
             await self._end_run(current)
         after = live.context_used
         applied = _mapping.stop_reason(result if isinstance(result, Mapping) else {}) == "end_turn"
-        return CompactResult(applied=applied, before_chars=before or 0, after_chars=after or 0)
+        # ACP says how many tokens the context holds (if the agent reports usage), never
+        # characters: the character fields stay 0 and the tokens go beside them.
+        return CompactResult(
+            applied=applied, before_chars=0, after_chars=0, before_tokens=before, after_tokens=after
+        )
 
     # -- beyond the port -----------------------------------------------------------------
 
