@@ -471,6 +471,12 @@ def test_without_load_session_a_fresh_agent_session_starts_and_the_reset_is_logg
             _, sink = await prompt(rt, session, "/remember")
             assert "remembered: " in sink.text()
             assert "first" not in sink.text()
+            # The clients are told, first thing in the run; the next run says nothing.
+            assert sink.events[0]["kind"] == "session_info"
+            assert sink.events[0]["context_reset"] is True
+            assert "cannot load sessions" in sink.events[0]["message"]
+            _, sink = await prompt(rt, session, "again")
+            assert all(not e.get("context_reset") for e in sink.events)
         assert session.state["agent_session_id"] != old
 
     with caplog.at_level(logging.WARNING, logger="neocode_gateway.runtime.acp"):
@@ -485,8 +491,9 @@ def test_a_session_the_agent_cannot_load_starts_fresh(
     async def scenario() -> None:
         session = FakeSession("s1", workdir, {"agent_session_id": "fake-gone"})
         async with opened(fake_runtime(workdir, env=state_env(workdir))) as rt:
-            reason, _ = await prompt(rt, session, "hello")
+            reason, sink = await prompt(rt, session, "hello")
             assert reason == "end_turn"
+            assert "could not load its session fake-gone" in sink.events[0]["message"]
         assert session.state["agent_session_id"] != "fake-gone"
 
     with caplog.at_level(logging.WARNING, logger="neocode_gateway.runtime.acp"):

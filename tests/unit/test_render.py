@@ -50,3 +50,11 @@ def test_rich_renderer_merges_usage_reported_apart() -> None:
     renderer.feed(event(3, "run_done", stop_reason="end_turn"))
     renderer.close()
     assert "usage: context 10/100, input tokens 3, output tokens 4" in out.getvalue()
+
+
+def test_a_context_reset_is_said(capsys: Any) -> None:
+    reset = event(2, "run_progress", kind="session_info", context_reset=True, message="it forgot")
+    out = io.StringIO()
+    PlainRenderer(out).feed(reset)
+    RichRenderer(Console(file=out, force_terminal=False, width=100)).feed(reset)
+    assert "note: it forgot" in capsys.readouterr().err + out.getvalue()

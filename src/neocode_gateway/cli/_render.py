@@ -81,7 +81,9 @@ class PlainRenderer:
         kind = event.kind
         data = event.data
         etype = event.event_type
-        if etype == "run_progress" and kind == "message_chunk":
+        if etype == "run_progress" and kind == "session_info" and data.get("context_reset"):
+            self.note(f"note: {data.get('message', 'the agent lost its context')}")
+        elif etype == "run_progress" and kind == "message_chunk":
             text = str(data.get("text", ""))
             if self._thinking:
                 self._line("")
@@ -221,7 +223,9 @@ class RichRenderer(PlainRenderer):
         kind = event.kind
         data = event.data
         etype = event.event_type
-        if etype == "run_progress" and kind == "message_chunk":
+        if etype == "run_progress" and kind == "session_info" and data.get("context_reset"):
+            self.note(f"note: {data.get('message', 'the agent lost its context')}")
+        elif etype == "run_progress" and kind == "message_chunk":
             self._text += str(data.get("text", ""))
             head, sep, tail = self._text.rpartition("\n\n")
             if sep and head.strip():

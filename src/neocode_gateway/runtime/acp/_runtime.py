@@ -161,6 +161,9 @@ class _Live:
         # session/new or session/load answered: compact waits for it a moment.
         self.commands_known = asyncio.Event()
         self.context_used: int | None = None
+        # Why the agent lost this session's context (a new agent session replaced the saved
+        # one); told to the clients by the next run, then cleared.
+        self.context_reset: str | None = None
         self.loading = False
         self.run: _Run | None = None
         self.last_used = time.monotonic()
@@ -369,6 +372,16 @@ class AcpRuntime:
         current.agent, current.live = agent, live
         live.run = current
         try:
+            if live.context_reset is not None:  # the clients learn that the agent forgot
+                current.lane.put(
+                    {
+                        "kind": "session_info",
+                        "context_reset": True,
+                        "message": f"{live.context_reset}: it starts this session afresh, "
+                        "without the earlier conversation",
+                    }
+                )
+                live.context_reset = None
             if run.mode and run.mode != live.modes.current:
                 await self._set_mode(live, run.mode)
             try:
@@ -577,12 +590,15 @@ class AcpRuntime:
     async def _open(self, ref: SessionRef, agent: _Agent, configure: bool) -> _Live:
         state = ref.runtime_state
         saved = state.get("agent_session_id")
+        reset: str | None = None
         if isinstance(saved, str) and saved:
             if agent.info.load_session:
                 live = await self._load(ref, agent, saved)
                 if live is not None:
                     return live
+                reset = f"agent {self.name!r} could not load its session {saved}"
             else:
+                reset = f"agent {self.name!r} cannot load sessions"
                 log.warning(
                     "agent %s cannot load sessions: gateway session %s gets a new agent "
                     "session; the agent's context was reset",
@@ -604,6 +620,7 @@ class AcpRuntime:
         if not isinstance(session_id, str) or not session_id:
             raise RunFailed(RUNTIME_ERROR, f"agent {self.name!r} answered session/new without id")
         live = _Live(ref, session_id, agent)
+        live.context_reset = reset
         agent.sessions[session_id] = live
         live.modes = _mapping.parse_modes(result)
         live.save(agent_session_id=session_id, mode=live.modes.current)
