@@ -59,10 +59,14 @@ def test_async_run_streams_to_its_terminal_event(gateway: Gateway) -> None:
             assert end.event_type == "run_done"
             assert end.data == {"stop_reason": "end_turn"}
             page = await client.list_sessions(limit=10)
-            assert page["sessions"][0]["id"] == stream.session_id  # updated last
+            newest = page["sessions"][0]["updated_at"]
+            # Updated last (timestamps have milliseconds: a tie is broken by id).
+            assert stream.session_id in [
+                s["id"] for s in page["sessions"] if s["updated_at"] == newest
+            ]
             ids = [s["id"] async for s in client.iter_sessions(page_size=1)]
             assert len(ids) == 2
-            assert ids[0] == stream.session_id
+            assert ids == [s["id"] for s in page["sessions"]]
             loaded = await client.load_session(stream.session_id)
             assert [m["role"] for m in loaded["messages"]] == ["user", "agent"] * 2
             status = await client.status()

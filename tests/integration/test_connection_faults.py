@@ -38,10 +38,14 @@ def _event(n: int) -> bytes:
     return encode_frame(Frame(type="event", action="run", payload={"n": n}))
 
 
-# -- fault 1: pushed frames never overtake responses --------------------------------------
+# -- events and answers: events never wait for an answer still being computed --------------
 
 
-def test_push_queues_behind_owed_responses(run: Runner, path: str) -> None:
+def test_push_does_not_wait_behind_an_answer_being_computed(run: Runner, path: str) -> None:
+    """Contract section 5: events interleave with answers. A slow answer (a compact) holds
+    the answers behind it, never the events; a frame a handler pushes while it runs still
+    goes after that handler's own answer."""
+
     async def scenario() -> None:
         gate = asyncio.Event()
         dispatcher = Dispatcher()
@@ -64,22 +68,17 @@ def test_push_queues_behind_owed_responses(run: Runner, path: str) -> None:
                 + req("ping", "p2")
                 + req("run", "r", input_text="x")
             )
-            first = await read_frames(reader, 1)
+            first = await read_frames(reader, 2)
             assert first[0]["request_id"] == "p1"
-            await asyncio.sleep(0.05)  # let the pushes happen while the slow answer is owed
+            assert first[1]["type"] == "event"
+            assert first[1]["payload"] == {"n": 2}  # not held behind the slow answer
             gate.set()
-            frames = await read_frames(reader, 5)
+            frames = await read_frames(reader, 4)
             kinds = [
                 (f["type"], f.get("request_id") or f["payload"]["n"])  # type: ignore[index]
                 for f in frames
             ]
-            assert kinds == [
-                ("ack", "slow"),
-                ("ack", "p2"),
-                ("ack", "r"),
-                ("event", 1),
-                ("event", 2),
-            ]
+            assert kinds == [("ack", "slow"), ("ack", "p2"), ("ack", "r"), ("event", 1)]
 
     run(scenario())
 
@@ -104,21 +103,41 @@ def test_sync_handler_pushing_while_it_runs_gets_its_ack_first(run: Runner, path
     run(scenario())
 
 
-def test_async_handler_pushing_before_it_answers_gets_its_ack_first(run: Runner, path: str) -> None:
+def test_async_handler_orders_its_pushes_with_after_answer(run: Runner, path: str) -> None:
+    """An asynchronous handler's pushes are not held (events flow while answers are
+    computed); what must follow its answer is registered with ``after_answer`` while the
+    handler runs, and runs once the answer has been written."""
+
     async def scenario() -> None:
         dispatcher = Dispatcher()
 
-        async def streams(frame: Frame, conn: Connection) -> bytes:
-            conn.send(_event(1))
-            await asyncio.sleep(0)
-            conn.send(_event(2))
-            return _ack(frame)
+        def streams(frame: Frame, conn: Connection) -> Awaitable[bytes]:
+            conn.after_answer(lambda: conn.send(_event(3)))
+
+            async def body() -> bytes:
+                conn.send(_event(1))
+                await asyncio.sleep(0)
+                conn.send(_event(2))
+                return _ack(frame)
+
+            return body()
 
         dispatcher.register("run", streams)
         async with serving(path, dispatcher) as (_server, reader, writer):
             writer.write(req("ping", "a") + req("ping", "b") + req("run", "r", input_text="x"))
-            frames = await read_frames(reader, 5)
-            assert [f["type"] for f in frames] == ["ack", "ack", "ack", "event", "event"]
+            frames = await read_frames(reader, 6)
+            kinds = [
+                (f["type"], f.get("request_id") or f["payload"]["n"])  # type: ignore[index]
+                for f in frames
+            ]
+            assert kinds == [
+                ("ack", "a"),
+                ("ack", "b"),
+                ("event", 1),
+                ("event", 2),
+                ("ack", "r"),
+                ("event", 3),
+            ]
 
     run(scenario())
 

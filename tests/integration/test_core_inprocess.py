@@ -13,10 +13,11 @@ import msgspec
 import pytest
 
 from neocode_gateway.dispatch import Dispatcher, install
+from neocode_gateway.errors import StoreError
 from neocode_gateway.runtime import EchoRuntime, RuntimeSet
 from neocode_gateway.server import Server, ServerConfig
 from neocode_gateway.sessions import CoreConfig, SessionCore
-from neocode_gateway.store import Store
+from neocode_gateway.store import Store, WriteBatch
 from neocode_gateway.transport import UnixListener
 from tests.integration.test_server_inprocess import run
 from tests.support import short_tmpdir
@@ -33,82 +34,125 @@ def work() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_disk_full_ends_the_run_and_the_gateway_keeps_serving(
+async def _gateway(work: Path, **config: Any) -> tuple[Store, SessionCore, Server, UnixListener]:
+    store = Store.open(work / "data")
+    runtimes = RuntimeSet(default="echo")
+    runtimes.add("echo", EchoRuntime())
+    core = SessionCore(
+        store, runtimes, CoreConfig(data_dir=work / "data", default_workdir="/", **config)
+    )
+    dispatcher = Dispatcher()
+    listener = UnixListener(str(work / "gw.sock"))
+    listener.open()
+    server = Server(listener, dispatcher, ServerConfig())
+    await core.start()
+    server.add_sweep_hook(core.tick)
+    install(dispatcher, core, lambda: len(server.connections))
+    await server.start()
+    return store, core, server, listener
+
+
+async def _stop(store: Store, core: SessionCore, server: Server, listener: UnixListener) -> None:
+    await server.shutdown()
+    await core.shutdown()
+    listener.release()
+    store.close()
+
+
+def _line(**frame: Any) -> bytes:
+    return msgspec.json.encode({"type": "request", **frame}) + b"\n"
+
+
+async def _until(
+    reader: asyncio.StreamReader, done: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    while not frames or not done(frames[-1]):
+        line = await asyncio.wait_for(reader.readline(), 10)
+        assert line, "the gateway closed the connection"
+        frames.append(msgspec.json.decode(line))
+    return frames
+
+
+def _terminal(frame: dict[str, Any]) -> bool:
+    payload = frame.get("payload")
+    return isinstance(payload, dict) and payload.get("event_type") in ("run_done", "run_error")
+
+
+def test_a_full_disk_loses_nothing_and_every_run_ends_in_order(
     run: Runner, work: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Issue 16, fault 2: a commit that fails is retried, not dropped. The client sees
+    nothing that is not durable, new runs are refused while the log cannot be written
+    (never acked with an id that is not durable), the stuck run ends with run_error after
+    the grace, and once there is room every event lands, numbered without a gap, ending
+    with that run_error, before the next run's events."""
+
     async def scenario() -> None:
-        store = Store.open(work / "data")
-        runtimes = RuntimeSet(default="echo")
-        runtimes.add("echo", EchoRuntime())
-        core = SessionCore(store, runtimes, CoreConfig(data_dir=work / "data", default_workdir="/"))
-        dispatcher = Dispatcher()
-        listener = UnixListener(str(work / "gw.sock"))
-        listener.open()
-        server = Server(listener, dispatcher, ServerConfig())
-        await core.start()
-        install(dispatcher, core, lambda: len(server.connections))
-        await server.start()
+        store, core, server, listener = await _gateway(work)
         try:
             reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
-            request = {"type": "request", "action": "run", "request_id": "r", "input_text": "hi"}
-            writer.write(msgspec.json.encode(request) + b"\n")
-            frames: list[dict[str, Any]] = []
-            while not frames or frames[-1].get("payload", {}).get("event_type") != "run_done":
-                frames.append(msgspec.json.decode(await reader.readline()))
-            session_id = frames[0]["session_id"]
-            # The disk "fills up": the database may not grow by more than a few pages.
-            pages = store._con.execute("PRAGMA page_count").fetchone()[0]
-            store._con.execute(f"PRAGMA max_page_count = {pages + 2}")
-            request = {
-                "type": "request",
-                "action": "run",
-                "request_id": "big",
-                "session_id": session_id,
-                "input_text": "/burst 50000",
-            }
-            writer.write(msgspec.json.encode(request) + b"\n")
-            ack = msgspec.json.decode(await reader.readline())
-            assert ack["type"] == "ack"
-            # Nothing of the failed batches reaches the client; the run ends in memory
-            # (its run_error cannot be logged either: the disk is still full).
-            status = {"type": "request", "action": "status", "request_id": "s"}
-            for _ in range(200):
-                await asyncio.sleep(0.02)
+            writer.write(_line(action="run", request_id="r", input_text="hi"))
+            first = await _until(reader, _terminal)
+            session_id = first[0]["session_id"]
+            last_seen = first[-1]["payload"]["seq"]
+            writer.write(
+                _line(
+                    action="run", request_id="slow", session_id=session_id, input_text="/slow 200"
+                )
+            )
+            seen = await _until(reader, lambda f: f.get("request_id") == "slow")
+            # The disk "fills up" while the run streams: every commit fails until it has room.
+            full = True
+            commit = store.commit
+
+            def failing(batch: WriteBatch) -> None:
+                if full:
+                    raise StoreError(f"{store.path}: the disk is full")
+                commit(batch)
+
+            store.commit = failing  # type: ignore[method-assign]
+            for _ in range(500):
+                await asyncio.sleep(0.01)
+                if core.journal.failing:
+                    break
+            assert core.journal.failing
+            # A new run (new session or not) is refused with a clear error, not acked.
+            writer.write(_line(action="run", request_id="new", input_text="more"))
+            refused = await _until(reader, lambda f: f.get("request_id") == "new")
+            seen += refused
+            assert refused[-1]["type"] == "error"
+            assert "event log cannot be written" in refused[-1]["error"]["message"]
+            assert core.store.count_sessions() == 1
+            # The run stuck behind the log is ended after the grace (5 s).
+            for _ in range(1000):
+                await asyncio.sleep(0.01)
                 if not core.status()["active_runs"]:
                     break
             assert core.status()["active_runs"] == 0
-            # The disk has room again: the gateway serves, and a new run streams and ends.
-            store._con.execute("PRAGMA max_page_count = 1073741823")
-            writer.write(msgspec.json.encode(status) + b"\n")
-            while True:
-                frame = msgspec.json.decode(await reader.readline())
-                if frame.get("request_id") == "s":
-                    break
-            assert frame["type"] == "ack"
-            request = {
-                "type": "request",
-                "action": "run",
-                "request_id": "after",
-                "session_id": session_id,
-                "input_text": "again",
-            }
-            writer.write(msgspec.json.encode(request) + b"\n")
-            seen: list[int] = []
-            while True:
-                frame = msgspec.json.decode(await reader.readline())
-                if frame.get("type") == "event":
-                    seen.append(frame["payload"]["seq"])
-                    if frame["payload"]["event_type"] in ("run_done", "run_error"):
-                        break
-            # Numbering stays gapless: the failed events were never numbered for good.
-            assert seen == list(range(seen[0], seen[0] + len(seen)))
+            # Room again: everything lands, in order, ending with the run's run_error.
+            full = False
+            frames = seen + await _until(reader, _terminal)
+            seqs = [f["payload"]["seq"] for f in frames if f.get("type") == "event"]
+            assert seqs == list(range(last_seen + 1, last_seen + 1 + len(seqs)))
+            assert frames[-1]["payload"]["event_type"] == "run_error"
+            assert "event log could not be written" in frames[-1]["payload"]["data"]["message"]
+            # And the gateway serves again: a new run streams and ends, numbered on.
+            writer.write(
+                _line(action="run", request_id="after", session_id=session_id, input_text="x")
+            )
+            after = await _until(reader, _terminal)
+            numbers = [f["payload"]["seq"] for f in after if f.get("type") == "event"]
+            assert numbers[0] == seqs[-1] + 1
             writer.close()
         finally:
-            await server.shutdown()
-            await core.shutdown()
-            listener.release()
-            store.close()
+            await _stop(store, core, server, listener)
+        # After a restart, the log is whole: the run's end is there, nothing is active.
+        again = Store.open(work / "data")
+        try:
+            assert again.recover() == []
+        finally:
+            again.close()
 
     run(scenario())
     assert "the event log could not be written" in caplog.text
-    assert "disk is full" in caplog.text

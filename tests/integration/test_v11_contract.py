@@ -266,7 +266,9 @@ def test_resolve_permission_errors(gateway: Gateway) -> None:
         )
         assert bad_option["error"] == {"code": "invalid_action", "message": "unknown option_id"}
         option = next(o for o in data(request)["options"] if o["kind"] == "allow_always")
-        chosen = peer.ack(
+        # A contradictory answer (reject, with an option that allows) is refused, never
+        # taken as the option's kind: the request stays pending.
+        contradiction = peer.request(
             "resolve_permission",
             payload={
                 "request_id": permission_id,
@@ -274,7 +276,19 @@ def test_resolve_permission_errors(gateway: Gateway) -> None:
                 "option_id": option["option_id"],
             },
         )
+        assert contradiction["error"]["code"] == "invalid_action"
+        assert "does not carry the decision reject" in contradiction["error"]["message"]
+        chosen = peer.ack(
+            "resolve_permission",
+            payload={
+                "request_id": permission_id,
+                "decision": "allow_session",
+                "option_id": option["option_id"],
+            },
+        )
         assert chosen["payload"]["decision"] == "allow_session"
+        resolved = peer.wait_event(lambda f: etype(f) == "permission_resolved")
+        assert data(resolved)["decision"] == "allow_session"
         peer.wait_terminal(run_id)
 
 

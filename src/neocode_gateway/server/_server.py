@@ -42,7 +42,11 @@ class RateLimitedLog:
         """Log at WARNING level, unless one was logged less than ``interval`` ago."""
         self.log(logging.WARNING, message, *args)
 
-    def log(self, level: int, message: str, *args: object) -> None:
+    def exception(self, message: str, *args: object) -> None:
+        """Log at ERROR level with the current exception's trace, rate-limited."""
+        self.log(logging.ERROR, message, *args, exc_info=True)
+
+    def log(self, level: int, message: str, *args: object, exc_info: bool = False) -> None:
         """Log at ``level``, unless one was logged less than ``interval`` ago."""
         now = time.monotonic()
         if now - self._last < self._interval:
@@ -52,7 +56,7 @@ class RateLimitedLog:
             message += f" ({self._suppressed} similar events suppressed)"
             self._suppressed = 0
         self._last = now
-        self._logger.log(level, message, *args)
+        self._logger.log(level, message, *args, exc_info=exc_info)
 
 
 class Server:
@@ -112,13 +116,7 @@ class Server:
                 "handler for action %r was cancelled; answered internal_error", action
             )
             return
-        now = time.monotonic()
-        limiter = self._handler_log
-        if now - limiter._last >= limiter._interval:
-            log.exception("handler for action %r failed", action)
-            limiter._last = now
-        else:
-            limiter._suppressed += 1
+        self._handler_log.exception("handler for action %r failed", action)
 
     def loop_time(self) -> float:
         assert self._loop is not None
@@ -139,7 +137,7 @@ class Server:
 
     # -- admission ----------------------------------------------------------------
 
-    def _admit(self, conn: Connection) -> None:
+    def admit(self, conn: Connection) -> None:
         """Called by a new connection before any byte is read: cap and peer check."""
         transport = conn.transport
         assert transport is not None
@@ -186,7 +184,7 @@ class Server:
         self.connections.add(conn)
         conn.read_deadline = self.next_read_deadline
 
-    def _forget(self, conn: Connection) -> None:
+    def forget(self, conn: Connection) -> None:
         self.connections.discard(conn)
         if self._stopping and not self.connections:
             self._all_closed.set()

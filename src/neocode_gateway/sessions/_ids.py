@@ -14,10 +14,21 @@ from typing import Final
 _ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+_last = [0]
+
+
 def ulid(now: float | None = None) -> str:
-    """A 26-character ULID for ``now`` (seconds since the epoch; default: the clock)."""
+    """A 26-character ULID for ``now`` (seconds since the epoch; default: the clock).
+
+    Monotonic within a process: an id made in the same millisecond as the last one
+    is the last one plus one (as the ULID spec's monotonic mode), so ids sort in the
+    order they were made, and so do sessions whose other sort keys tie.
+    """
     millis = int((time.time() if now is None else now) * 1000)
     value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    if value >> 80 == _last[0] >> 80 and value <= _last[0]:
+        value = _last[0] + 1
+    _last[0] = value
     chars = []
     for _ in range(26):
         chars.append(_ALPHABET[value & 31])

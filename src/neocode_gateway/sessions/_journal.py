@@ -5,14 +5,23 @@ here first. :meth:`Journal.flush` runs once per loop turn (``call_soon``) and
 commits it all in one SQLite transaction; only then are the turn's events
 written to clients. An event is therefore never seen before it is durable, and
 a burst of events costs one commit, not one per event.
+
+**A failed commit loses nothing.** The batch stays, later changes join it,
+and the commit is tried again after a back-off (20 ms, doubling up to 1 s)
+until it succeeds. Numbering is never reused and order is kept, so the log
+that finally lands is the one that would have landed without the failure.
+While a batch waits, :attr:`Journal.failing` tells the core to refuse new
+work, and :meth:`Journal.retract` lets a request that was not yet answered
+take its own rows back out (nothing is acked that is not durable).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from neocode_gateway.errors import StoreError
 from neocode_gateway.store import EventRow, PermissionRow, RunRow, SessionRow, Store, WriteBatch
@@ -21,6 +30,8 @@ log = logging.getLogger("neocode_gateway.sessions")
 
 #: Events waiting for their commit (then fanned out): the rows themselves.
 Pending = EventRow
+RETRY_FIRST: Final = 0.02
+RETRY_MAX: Final = 1.0
 
 
 class Journal:
@@ -28,14 +39,16 @@ class Journal:
 
     __slots__ = (
         "_batch",
+        "_delay",
         "_events",
         "_loop",
         "_on_committed",
-        "_on_failed",
         "_scheduled",
         "_store",
         "_waiters",
         "commits",
+        "failing_since",
+        "last_error",
     )
 
     def __init__(
@@ -43,17 +56,24 @@ class Journal:
         store: Store,
         loop: asyncio.AbstractEventLoop,
         on_committed: Callable[[list[Pending]], None],
-        on_failed: Callable[[list[Pending], WriteBatch, StoreError], None],
     ) -> None:
         self._store = store
         self._loop = loop
         self._on_committed = on_committed
-        self._on_failed = on_failed
         self._batch = WriteBatch()
         self._events = self._batch.events
         self._scheduled = False
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[bool]] = []
+        self._delay = RETRY_FIRST
         self.commits = 0
+        #: ``time.monotonic()`` of the first failure of the batch now waiting, else ``None``.
+        self.failing_since: float | None = None
+        self.last_error: StoreError | None = None
+
+    @property
+    def failing(self) -> bool:
+        """Whether a batch that failed to commit is waiting for its retry."""
+        return self.failing_since is not None
 
     @property
     def batch(self) -> WriteBatch:
@@ -105,19 +125,42 @@ class Journal:
         """Record a changed permission request."""
         self.batch.permission_updates.setdefault(permission_id, {}).update(fields)
 
-    async def wait_committed(self) -> None:
-        """Wait until what is recorded now has been committed (or failed)."""
+    def retract(self, session_id: str, run_id: str | None, from_seq: int, *, new: bool) -> None:
+        """Take a request's own uncommitted rows back out: its session (``new``), its run,
+        the session's events from ``from_seq`` on and the session fields it set."""
+        batch = self._batch
+        if new:
+            batch.new_sessions[:] = [r for r in batch.new_sessions if r.id != session_id]
+            batch.session_updates.pop(session_id, None)
+        else:
+            fields = batch.session_updates.get(session_id)
+            if fields is not None:
+                for key in ("active_run_id", "last_seq", "updated_at"):
+                    fields.pop(key, None)
+                if not fields:
+                    del batch.session_updates[session_id]
+        if run_id is not None:
+            batch.new_runs[:] = [
+                r for r in batch.new_runs if (r.session_id, r.run_id) != (session_id, run_id)
+            ]
+            batch.run_updates.pop((session_id, run_id), None)
+        batch.events[:] = [
+            e for e in batch.events if e.session_id != session_id or e.seq < from_seq
+        ]
+
+    async def wait_committed(self) -> bool:
+        """Wait for the next commit attempt of what is recorded now: ``True`` if it is
+        durable, ``False`` if that attempt failed (the batch then waits for a retry)."""
         if not self._scheduled:
-            return
-        future = self._loop.create_future()
+            return not self.failing
+        future: asyncio.Future[bool] = self._loop.create_future()
         self._waiters.append(future)
-        await future
+        return await future
 
     def flush(self) -> None:
-        """Commit this turn's batch, then hand its events to the fan-out."""
+        """Commit the batch, then hand its events to the fan-out; on failure keep it."""
         self._scheduled = False
-        batch, self._batch = self._batch, WriteBatch()
-        self._events = self._batch.events
+        batch = self._batch
         pending = batch.events
         waiters, self._waiters = self._waiters, []
         if pending:
@@ -126,17 +169,38 @@ class Journal:
                 fields = updates.setdefault(session_id, {})
                 fields["last_seq"] = row.seq
                 fields["updated_at"] = row.ts
+        ok = True
         try:
             if not batch.empty:
                 self._store.commit(batch)
                 self.commits += 1
         except StoreError as exc:
-            log.error("the event log could not be written: %s", exc)  # noqa: TRY400
-            self._on_failed(pending, batch, exc)
+            ok = False
+            self._failed(exc)
         else:
+            if self.failing_since is not None:
+                log.warning(
+                    "the event log is written again after %.1fs of failures",
+                    time.monotonic() - self.failing_since,
+                )
+            self.failing_since = None
+            self.last_error = None
+            self._delay = RETRY_FIRST
+            self._batch = WriteBatch()
+            self._events = self._batch.events
             if pending:
                 self._on_committed(pending)
         finally:
             for waiter in waiters:
                 if not waiter.done():
-                    waiter.set_result(None)
+                    waiter.set_result(ok)
+
+    def _failed(self, exc: StoreError) -> None:
+        """Keep the batch (later changes join it) and try again after a back-off."""
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+            log.error("the event log could not be written: %s; retrying", exc)
+        self.last_error = exc
+        self._scheduled = True  # records join the batch without scheduling another flush
+        self._loop.call_later(self._delay, self.flush)
+        self._delay = min(self._delay * 2, RETRY_MAX)

@@ -1,6 +1,7 @@
 """The in-memory state of the core: sessions, runs, permission requests, bindings.
 
-Plain objects with slots; the rules that change them live in :mod:`._core`.
+Plain objects with slots; the rules that change them live in the modules named
+for them (:mod:`._runs`, :mod:`._permissions`, :mod:`._streams`, ...).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from neocode_gateway.runtime import PermissionOption, PermissionOutcome, RunInput, Runtime
 
 if TYPE_CHECKING:
-    from neocode_gateway.server import Connection
+    from neocode_gateway.sessions._subscriber import Subscriber
 
 
 class Session:
@@ -69,10 +70,15 @@ class Session:
         self.state: dict[str, Any] = dict(state or {})
         self.active_run: Run | None = None
         self.busy = False  # compacting
-        self.bindings: dict[Connection, Binding] = {}
+        self.bindings: dict[Subscriber, Binding] = {}
         self._on_state: Any = None
 
     # -- SessionRef (what a runtime sees) ---------------------------------------------
+
+    @property
+    def evictable(self) -> bool:
+        """Whether nothing holds the session in memory (no run, compaction or binding)."""
+        return self.active_run is None and not self.busy and not self.bindings
 
     @property
     def runtime_state(self) -> Mapping[str, Any]:
@@ -152,13 +158,22 @@ class Permission:
 
 
 class Binding:
-    """A connection receiving a session's events: replaying from the log, then live."""
+    """A subscriber receiving a session's events: replaying from the log, then live.
 
-    __slots__ = ("conn", "live", "replay", "run_id", "session")
+    ``cursor`` is the last ``seq`` handed to the subscriber for this binding. A
+    binding is *live* when committed events go straight to it; otherwise it is
+    held (its request's answer is not written yet) or replaying, and catches up
+    from the log from ``cursor`` when it may.
+    """
 
-    def __init__(self, conn: Connection, session: Session, run_id: str | None) -> None:
-        self.conn = conn
+    __slots__ = ("cursor", "held", "live", "replay", "run_id", "session", "sub")
+
+    def __init__(self, sub: Subscriber, session: Session, run_id: str | None, cursor: int) -> None:
+        self.sub = sub
         self.session = session
         self.run_id = run_id
-        self.live = True
+        self.cursor = cursor
+        self.live = False
+        #: Answers not yet written that this binding's events must follow.
+        self.held = 0
         self.replay: asyncio.Task[None] | None = None

@@ -22,6 +22,7 @@ import errno
 import fcntl
 import os
 import sqlite3
+import stat
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Final, Self
@@ -228,36 +229,49 @@ class Store:
         """Mark every ``pending`` permission request ``void``; return how many."""
         return self._write("UPDATE permissions SET state = 'void' WHERE state = 'pending'")
 
-    def delete_events_before(self, ts: str, chunk: int = 10_000) -> int:
-        """Delete events logged before ``ts``, in chunks; sessions and ``last_seq`` stay."""
-        deleted = 0
-        sessions = [row[0] for row in self._read("SELECT id FROM sessions")]
-        for session_id in sessions:
-            while True:
-                found = self._read(
-                    "SELECT seq FROM events WHERE session_id = ? AND ts < ? "
-                    "ORDER BY seq LIMIT 1 OFFSET ?",
-                    (session_id, ts, chunk - 1),
-                )
-                if found:
-                    upto = int(found[0][0])
-                else:
-                    last = self._read(
-                        "SELECT max(seq) FROM events WHERE session_id = ? AND ts < ?",
-                        (session_id, ts),
-                    )
-                    if not last or last[0][0] is None:
-                        break
-                    upto = int(last[0][0])
-                count = self._write(
+    def sessions_with_events_before(self, ts: str) -> list[str]:
+        """The sessions whose oldest kept event was logged before ``ts`` (one query: each
+        session's oldest event is found by the primary key, no scan of the events)."""
+        return [
+            row[0]
+            for row in self._read(
+                "SELECT id FROM sessions WHERE (SELECT ts FROM events "
+                "WHERE events.session_id = sessions.id ORDER BY seq LIMIT 1) < ?",
+                (ts,),
+            )
+        ]
+
+    def delete_session_events_before(self, session_id: str, ts: str, chunk: int) -> tuple[int, int]:
+        """Delete up to ``chunk`` of a session's oldest events logged before ``ts``, in one
+        transaction with its ``first_seq``; return how many and the new ``first_seq``."""
+        rows = self._read(
+            "SELECT seq FROM events WHERE session_id = ? AND ts < ? ORDER BY seq LIMIT ?",
+            (session_id, ts, chunk),
+        )
+        if not rows:
+            return 0, self.first_seq(session_id)
+        upto = int(rows[-1][0])
+        try:
+            with self._con_transaction():
+                count = self._con.execute(
                     "DELETE FROM events WHERE session_id = ? AND seq <= ?", (session_id, upto)
-                )
-                self._write(
+                ).rowcount
+                self._con.execute(
                     "UPDATE sessions SET first_seq = ? WHERE id = ? AND first_seq <= ?",
                     (upto + 1, session_id, upto),
                 )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {_reason(exc)}") from exc
+        return count, upto + 1
+
+    def delete_events_before(self, ts: str, chunk: int = 10_000) -> int:
+        """Delete every event logged before ``ts``; sessions and ``last_seq`` stay."""
+        deleted = 0
+        for session_id in self.sessions_with_events_before(ts):
+            while True:
+                count, _ = self.delete_session_events_before(session_id, ts, chunk)
                 deleted += count
-                if not found:
+                if count < chunk:
                     break
         return deleted
 
@@ -318,6 +332,42 @@ class Store:
             (session_id, after_seq, up_to_seq, run_id, limit),
         )
 
+    def read_events_bytes(
+        self,
+        session_id: str,
+        after_seq: int,
+        up_to_seq: int,
+        max_bytes: int,
+        *,
+        run_id: str | None = None,
+    ) -> list[tuple[int, bytes]]:
+        """Like :meth:`read_events`, but a page of about ``max_bytes`` (at least one event):
+        rows are fetched a few at a time, so memory follows the page, not the log."""
+        sql = "SELECT seq, frame FROM events WHERE session_id = ? AND seq > ? AND seq <= ?"
+        params: tuple[Any, ...] = (session_id, after_seq, up_to_seq)
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            params += (run_id,)
+        out: list[tuple[int, bytes]] = []
+        size = 0
+        try:
+            cursor = self._con.execute(sql + " ORDER BY seq", params)
+            try:
+                while size < max_bytes:
+                    rows = cursor.fetchmany(16)
+                    if not rows:
+                        break
+                    for row in rows:
+                        out.append(row)
+                        size += len(row[1])
+                        if size >= max_bytes:
+                            break
+            finally:
+                cursor.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {_reason(exc)}") from exc
+        return out
+
     def count_events(
         self, session_id: str, after_seq: int, up_to_seq: int, run_id: str | None = None
     ) -> int:
@@ -330,11 +380,12 @@ class Store:
         return int(self._read(sql, params)[0][0])
 
     def iter_events(
-        self, session_id: str, types: Collection[str]
+        self, session_id: str, types: Collection[str], after_seq: int = 0
     ) -> Iterator[tuple[int, str | None, str, bytes]]:
-        """``(seq, run_id, event_type, frame)`` of a session's events of ``types``, in order."""
+        """``(seq, run_id, event_type, frame)`` of a session's events of ``types`` after
+        ``after_seq``, in order, read a thousand at a time."""
         marks = ",".join("?" * len(types))
-        cursor = 0
+        cursor = after_seq
         while True:
             rows = self._read(
                 "SELECT seq, run_id, event_type, frame FROM events WHERE session_id = ? "
@@ -416,15 +467,38 @@ def _update(  # noqa: PLR0917 - the statement's parts
 
 
 def _ensure_dir(path: Path) -> None:
-    """Create the data directory (and missing parents) 0700; never chmod an existing one."""
-    if path.exists() and not path.is_dir():
-        raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-    if not path.exists():
+    """Create the data directory (and missing parents) 0700; check, never chmod, an existing one.
+
+    The log holds every prompt and answer: like the socket's directory, an
+    existing data directory must be a real directory (not a symlink another
+    user could re-point), owned by us, and closed to group and others.
+    """
+    if not os.path.lexists(path):
         old = os.umask(0o077)
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         finally:
             os.umask(old)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise StoreOpenError(
+            f"the data directory {path} is a symlink; use the real directory "
+            f"{os.path.realpath(path)} instead"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    me = os.geteuid()
+    if st.st_uid != me:
+        raise StoreOpenError(
+            f"the data directory {path} is owned by uid {st.st_uid}, not by you (uid {me}); "
+            "use a directory you own"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise StoreOpenError(
+            f"the data directory {path} has mode {mode:04o}, which lets other users read "
+            f"the log; fix it with: chmod 700 {path}"
+        )
 
 
 def _lock(data_dir: Path) -> int:
