@@ -112,7 +112,10 @@ def test_async_handler_orders_its_pushes_with_after_answer(run: Runner, path: st
         dispatcher = Dispatcher()
 
         def streams(frame: Frame, conn: Connection) -> Awaitable[bytes]:
-            conn.after_answer(lambda: conn.send(_event(3)))
+            def third() -> None:
+                conn.send(_event(3))
+
+            conn.after_answer(third)
 
             async def body() -> bytes:
                 conn.send(_event(1))

@@ -252,7 +252,7 @@ def test_depth_64_is_accepted_and_65_is_not() -> None:
 
 def test_many_shallow_brackets_and_brackets_in_strings_are_fine() -> None:
     wide = b'{"type":"request","action":"ping","payload":[' + b",".join([b"{}"] * 500) + b"]}"
-    assert parse_frame(wide).payload == [{}] * 500
+    assert parse_frame(wide).payload is None  # valid; ping reads no payload
     text = '{"type":"request","action":"ping","request_id":"' + "[{" * 100 + '\\"x"}'
     assert parse_frame(text.encode()).request_id == "[{" * 100 + '"x'
 
@@ -266,15 +266,30 @@ def test_nesting_depth_helper() -> None:
 
 def test_integer_limits() -> None:
     edge = (
-        b'{"type":"request","action":"ping",'
-        b'"payload":[-9223372036854775808,18446744073709551615,true,"12345678901234567890"]}'
+        b'{"type":"request","action":"run","input_text":"x",'
+        b'"payload":{"agent":[-9223372036854775808,18446744073709551615,true,"1234567890123456789"]}}'
     )
-    assert parse_frame(edge).payload == [
-        -9223372036854775808,
-        18446744073709551615,
-        True,
-        "12345678901234567890",
-    ]
+    assert parse_frame(edge).payload == {
+        "agent": [-9223372036854775808, 18446744073709551615, True, "1234567890123456789"]
+    }
+
+
+def test_payload_fields_no_action_reads_are_not_built() -> None:
+    """Issue 16, fault 13: only the fields an action reads become Python objects."""
+    junk = b"[" * 60 + b"1" + b"]" * 60
+    line = (
+        b'{"type":"request","action":"bind_stream","session_id":"s",'
+        b'"payload":{"after_seq":3,"junk":' + junk + b"}}"
+    )
+    assert parse_frame(line).payload == {"after_seq": 3}
+    ping = b'{"type":"request","action":"ping","payload":{"junk":' + junk + b"}}"
+    assert parse_frame(ping).payload is None
+    not_object = b'{"type":"request","action":"list_sessions","payload":[1]}'
+    assert parse_frame(not_object).payload == []  # refused by the action in its words
+    # What no action reads is still checked for what the contract rules invalid.
+    for bad in (b"123456789012345678901", b"1e999"):
+        line = b'{"type":"request","action":"ping","payload":{"a":' + bad + b"}}"
+        assert err(line)[:2] == BAD_JSON
 
 
 def test_echo_of_action_and_request_id() -> None:
@@ -357,11 +372,19 @@ json_values = st.recursive(
 @given(payload=json_values, request_id=st.text(max_size=20))
 def test_any_json_payload_round_trips(payload: object, request_id: str) -> None:
     line = msgspec.json.encode(
-        {"type": "request", "action": "ping", "request_id": request_id, "payload": payload}
+        {
+            "type": "request",
+            "action": "run",
+            "input_text": "x",
+            "request_id": request_id,
+            "payload": {"agent": payload},
+        }
     )
     frame = parse_frame(line)
-    assert frame.payload == payload
+    assert frame.payload == {"agent": payload}
     assert frame.request_id == request_id
+    ping = msgspec.json.encode({"type": "request", "action": "ping", "payload": payload})
+    assert parse_frame(ping).action == "ping"
 
 
 @given(data=st.binary(max_size=200))
