@@ -75,7 +75,7 @@ def test_open_errors_are_one_line(data_dir: Path) -> None:
         Store.open(data_dir)
     assert "\n" not in str(info.value)
     data_dir.unlink()
-    data_dir.mkdir()
+    data_dir.mkdir(mode=0o700)
     (data_dir / "gateway.db").write_bytes(b"garbage" * 1000)
     with pytest.raises(StoreOpenError, match="not a valid database"):
         Store.open(data_dir)

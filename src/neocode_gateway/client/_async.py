@@ -587,8 +587,36 @@ class AsyncGatewayClient:
                 return
 
     async def load_session(self, session_id: str) -> dict[str, Any]:
-        """A session and its transcript (``messages``)."""
-        return _payload(await self._ack({"action": "load_session", "session_id": session_id}))
+        """A session and its whole transcript (``messages``): the pages joined, a message
+        cut by a page boundary joined again (see :meth:`iter_transcript` to go page by page)."""
+        result: dict[str, Any] = {}
+        messages: list[dict[str, Any]] = []
+        async for page in self.iter_transcript(session_id):
+            for message in page.pop("messages", []):
+                if message.pop("continued", False) and messages:
+                    last = messages[-1]
+                    last["text"] = last.get("text", "") + message.get("text", "")
+                    if message.get("tool_calls"):
+                        last.setdefault("tool_calls", []).extend(message["tool_calls"])
+                else:
+                    messages.append(message)
+            result = page
+        result.pop("next_cursor", None)
+        result["messages"] = messages
+        return result
+
+    async def iter_transcript(self, session_id: str) -> AsyncIterator[dict[str, Any]]:
+        """The pages of ``load_session`` for a session, following ``next_cursor``."""
+        cursor: str | None = None
+        while True:
+            frame: dict[str, Any] = {"action": "load_session", "session_id": session_id}
+            if cursor:
+                frame["payload"] = {"cursor": cursor}
+            page = _payload(await self._ack(frame))
+            cursor = page.get("next_cursor")
+            yield page
+            if not cursor:
+                return
 
     async def compact(self, session_id: str) -> dict[str, Any]:
         """Ask the session's agent to compact its context."""

@@ -1,0 +1,408 @@
+"""The session core's faults found in review (issue 16), each against a real socket and a
+real SQLite file: in-process where a hand inside the runtime is needed, else the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from neocode_gateway.dispatch import Dispatcher, install
+from neocode_gateway.runtime import EchoRuntime, RunInput, RunSink, RuntimeSet, SessionRef
+from neocode_gateway.server import Server, ServerConfig
+from neocode_gateway.sessions import CoreConfig, SessionCore
+from neocode_gateway.store import Store
+from neocode_gateway.transport import UnixListener
+from tests.conftest import GatewayFactory
+from tests.integration.test_server_inprocess import run
+from tests.support import Gateway, run_cli, short_tmpdir
+from tests.v11 import Peer, data, etype, seqs
+
+__all__ = ["run"]
+
+Runner = Callable[[Awaitable[None]], None]
+
+
+@pytest.fixture
+def work() -> Iterator[Path]:
+    path = Path(short_tmpdir("ngw-faults-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class _Hand(EchoRuntime):
+    """Echo, with a hand in ``check_mode`` (it waits for a gate) and in ``prompt``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.checking = asyncio.Event()
+        self.bad_event = False
+
+    async def check_mode(self, session: SessionRef, mode: str) -> None:
+        self.checking.set()
+        await self.gate.wait()
+
+    async def prompt(self, session: SessionRef, run: RunInput, sink: RunSink) -> str:
+        if self.bad_event:
+            await sink.emit({"kind": "message_chunk", "text": "before"})
+            await sink.emit({"kind": "message_chunk", "text": object()})  # cannot be encoded
+        return await super().prompt(session, run, sink)
+
+
+async def _serve(work: Path, runtime: EchoRuntime, **config: Any) -> tuple[Any, ...]:
+    store = Store.open(work / "data")
+    runtimes = RuntimeSet(default="echo")
+    runtimes.add("echo", runtime)
+    core = SessionCore(
+        store, runtimes, CoreConfig(data_dir=work / "data", default_workdir="/", **config)
+    )
+    dispatcher = Dispatcher()
+    listener = UnixListener(str(work / "gw.sock"))
+    listener.open()
+    server = Server(listener, dispatcher, ServerConfig())
+    await core.start()
+    install(dispatcher, core, lambda: len(server.connections))
+    await server.start()
+    return store, core, server, listener
+
+
+async def _stop(store: Store, core: SessionCore, server: Server, listener: UnixListener) -> None:
+    await server.shutdown()
+    await core.shutdown()
+    listener.release()
+    store.close()
+
+
+def _line(**frame: Any) -> bytes:
+    return msgspec.json.encode({"type": "request", **frame}) + b"\n"
+
+
+async def _read_until(
+    reader: asyncio.StreamReader, done: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    while not frames or not done(frames[-1]):
+        line = await asyncio.wait_for(reader.readline(), 10)
+        assert line, "the gateway closed the connection"
+        frames.append(msgspec.json.decode(line))
+    return frames
+
+
+def _ended(frame: dict[str, Any]) -> bool:
+    payload = frame.get("payload")
+    return isinstance(payload, dict) and payload.get("event_type") in ("run_done", "run_error")
+
+
+# -- fault 1: a reservation is always released ---------------------------------------------
+
+
+def test_a_client_gone_during_the_mode_check_leaves_the_session_idle(
+    run: Runner, work: Path
+) -> None:
+    async def scenario() -> None:
+        hand = _Hand()
+        store, core, server, listener = await _serve(work, hand)
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
+            writer.write(_line(action="run", request_id="a", input_text="hi"))
+            session_id = (await _read_until(reader, _ended))[0]["session_id"]
+            writer.write(
+                _line(
+                    action="run",
+                    request_id="b",
+                    session_id=session_id,
+                    input_text="x",
+                    payload={"mode": "plan"},
+                )
+            )
+            await asyncio.wait_for(hand.checking.wait(), 5)
+            # The connection is lost (a reset, a write timeout) while the agent checks the
+            # mode: the request's work is cancelled with it.
+            (conn,) = server.connections
+            conn.abort()
+            writer.close()
+            session = core.cache.peek(session_id)
+            for _ in range(200):
+                if session is not None and session.active_run is None:
+                    break
+                await asyncio.sleep(0.01)
+            assert session is not None
+            assert session.active_run is None
+            hand.gate.set()
+            # The session takes a run again, and cancel/list agree that nothing runs.
+            reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
+            writer.write(_line(action="run", request_id="c", session_id=session_id, input_text="y"))
+            frames = await _read_until(reader, _ended)
+            assert frames[0]["type"] == "ack"
+            assert frames[-1]["payload"]["event_type"] == "run_done"
+            assert core.status()["active_runs"] == 0
+            writer.close()
+        finally:
+            await _stop(store, core, server, listener)
+
+    run(scenario())
+
+
+# -- fault 9: the session cache shrinks -----------------------------------------------------
+
+
+def test_idle_unbound_sessions_are_evicted_beyond_the_cap(run: Runner, work: Path) -> None:
+    async def scenario() -> None:
+        store, core, server, listener = await _serve(work, EchoRuntime(), max_cached_sessions=8)
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
+            made: list[str] = []
+            ends: list[int] = []
+            for index in range(40):
+                writer.write(_line(action="run", request_id=f"r{index}", input_text="hi"))
+                frames = await _read_until(reader, _ended)
+                made.append(frames[0]["session_id"])
+                ends.append(frames[-1]["payload"]["seq"])
+                writer.write(_line(action="unbind_stream", request_id="u", session_id=made[-1]))
+                await _read_until(reader, lambda f: f.get("request_id") == "u")
+            assert len(core.cache) <= 8
+            # An evicted session is loaded again on use, with its numbering.
+            writer.write(_line(action="bind_stream", request_id="b", session_id=made[0]))
+            ack = (await _read_until(reader, lambda f: f.get("request_id") == "b"))[-1]
+            assert ack["payload"]["last_seq"] == ends[0]
+            writer.close()
+        finally:
+            await _stop(store, core, server, listener)
+
+    run(scenario())
+
+
+# -- fault 10: an event that cannot be encoded leaves no gap ----------------------------------
+
+
+def test_an_event_that_cannot_be_encoded_leaves_no_gap(run: Runner, work: Path) -> None:
+    async def scenario() -> None:
+        hand = _Hand()
+        hand.bad_event = True
+        store, core, server, listener = await _serve(work, hand)
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
+            writer.write(_line(action="run", request_id="a", input_text="hi"))
+            frames = await _read_until(reader, _ended)
+            numbers = [f["payload"]["seq"] for f in frames if f["type"] == "event"]
+            assert numbers == list(range(1, len(numbers) + 1))
+            assert frames[-1]["payload"]["event_type"] == "run_error"
+            writer.close()
+        finally:
+            await _stop(store, core, server, listener)
+
+    run(scenario())
+
+
+# -- fault 3: a run sent during a replay does not cancel it ----------------------------------
+
+
+def _burst(peer: Peer, count: int, session_id: str | None = None) -> tuple[str, str]:
+    fields: dict[str, Any] = {"input_text": f"/burst {count}"}
+    if session_id:
+        fields["session_id"] = session_id
+    ack = peer.ack("run", **fields)
+    peer.wait_terminal(str(ack["run_id"]))
+    return str(ack["session_id"]), str(ack["run_id"])
+
+
+def test_a_run_during_a_replay_lets_the_replay_complete(gateway: Gateway) -> None:
+    with Peer(gateway.path) as maker:
+        session_id, _ = _burst(maker, 5000)
+    with Peer(gateway.path) as peer:
+        peer.send("bind_stream", session_id=session_id, payload={"after_seq": 0})
+        ack = peer.send("run", session_id=session_id, input_text="more words")
+        run_ack = peer.response(ack)
+        assert run_ack["type"] == "ack"
+        peer.wait_terminal(str(run_ack["run_id"]))
+        numbers = seqs([f for f in peer.events if f["session_id"] == session_id])
+        assert numbers == list(range(1, numbers[-1] + 1)), "replay and live joined exactly"
+        assert numbers[-1] > 5000
+
+
+# -- fault 4: replay never counts toward the slow-consumer limit ----------------------------
+
+
+def test_replay_of_large_events_does_not_cut_a_fast_reader(
+    gateway_factory: GatewayFactory,
+) -> None:
+    gateway = gateway_factory("--max-frame-bytes", str(2 << 20))
+    big = " ".join(["x" * 1000] * 900)  # about 900 KiB: one run_started of that size
+    with Peer(gateway.path) as maker:
+        ack = maker.ack("run", input_text=big)
+        session_id = str(ack["session_id"])
+        maker.wait_terminal(str(ack["run_id"]))
+        for _ in range(14):
+            again = maker.ack("run", session_id=session_id, input_text=big)
+            maker.wait_terminal(str(again["run_id"]))
+        live = maker.ack("run", input_text="/slow 30")
+        live_session = str(live["session_id"])
+    with Peer(gateway.path) as peer:
+        peer.ack("bind_stream", session_id=live_session)
+        bound = peer.ack("bind_stream", session_id=session_id, payload={"after_seq": 0})
+        last = int(bound["payload"]["last_seq"])
+        peer.wait_event(lambda f: f["session_id"] == session_id and f["payload"]["seq"] == last)
+        assert not [f for f in peer.frames if f["type"] == "error"]
+        numbers = seqs([f for f in peer.events if f["session_id"] == session_id])
+        assert numbers == list(range(1, last + 1))
+
+
+# -- fault 6: one replaying client holds a page, not the log ----------------------------------
+
+
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
+def test_a_replay_that_is_not_read_holds_little_memory(gateway_factory: GatewayFactory) -> None:
+    gateway = gateway_factory("--max-frame-bytes", str(2 << 20))
+    big = " ".join(["y" * 1000] * 900)
+    with Peer(gateway.path) as maker:
+        ack = maker.ack("run", input_text=big)
+        session_id = str(ack["session_id"])
+        maker.wait_terminal(str(ack["run_id"]))
+        for _ in range(40):  # a log of about 70 MiB (each run: its input, then its words)
+            again = maker.ack("run", session_id=session_id, input_text=big)
+            maker.wait_terminal(str(again["run_id"]))
+    before = _rss_kb(gateway.pid)
+    idle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    idle.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    idle.connect(gateway.path)
+    try:
+        request: dict[str, Any] = {"type": "request", "action": "bind_stream"}
+        request.update(request_id="b", session_id=session_id, payload={"after_seq": 0})
+        idle.sendall(msgspec.json.encode(request) + b"\n")
+        with Peer(gateway.path) as other:  # the gateway still answers others meanwhile
+            for _ in range(20):
+                other.ack("status")
+        after = _rss_kb(gateway.pid)
+        assert after - before < 16 * 1024, f"RSS grew by {(after - before) // 1024} MiB"
+    finally:
+        idle.close()
+
+
+# -- fault 7: a bare run_id never cancels another session's run -------------------------------
+
+
+def test_a_bare_run_id_active_in_two_sessions_is_not_guessed(gateway: Gateway) -> None:
+    with Peer(gateway.path) as alice, Peer(gateway.path) as bob, Peer(gateway.path) as third:
+        a = alice.ack("run", request_id="job", input_text="/slow 50")
+        b = bob.ack("run", request_id="job", input_text="/slow 50")
+        assert a["run_id"] == b["run_id"] == "job"
+        refused = third.request("cancel", run_id="job")
+        assert refused["error"]["code"] == "conflict"
+        assert "give its session_id" in refused["error"]["message"]
+        mine = alice.ack("cancel", run_id="job")  # alice follows her own session
+        assert mine["session_id"] == a["session_id"]
+        assert etype(alice.wait_terminal("job")) == "run_error"
+        end = bob.wait_terminal("job", timeout=20)
+        assert etype(end) == "run_done", "bob's run was not canceled"
+
+
+# -- fault 8: load_session pages a long transcript ------------------------------------------
+
+
+def test_load_session_pages_a_long_transcript(gateway_factory: GatewayFactory) -> None:
+    gateway = gateway_factory("--max-frame-bytes", str(2 << 20))
+    big = " ".join(["z" * 1000] * 900)
+    with Peer(gateway.path) as peer:
+        ack = peer.ack("run", input_text=big)
+        session_id = str(ack["session_id"])
+        peer.wait_terminal(str(ack["run_id"]))
+        for _ in range(3):
+            again = peer.ack("run", session_id=session_id, input_text=big)
+            peer.wait_terminal(str(again["run_id"]))
+        pages = []
+        cursor = None
+        while True:
+            payload: dict[str, Any] = {"cursor": cursor} if cursor else {}
+            page = peer.ack("load_session", session_id=session_id, payload=payload)["payload"]
+            pages.append(page)
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        assert len(pages) > 2
+        messages = [m for p in pages for m in p["messages"]]
+        text = "".join(m["text"] for m in messages if m["role"] == "agent")
+        assert text.replace(" ", "") == ("z" * 1000 * 900) * 4
+        assert [m["role"] for m in messages if not m.get("continued")] == ["user", "agent"] * 4
+        bad = peer.request("load_session", session_id=session_id, payload={"cursor": "x"})
+        assert bad["error"]["code"] == "invalid_action"
+    # show works on any session (the client library follows the pages).
+    result = run_cli("show", session_id, "--json", "--listen", gateway.path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    shown = msgspec.json.decode(result.stdout)
+    agent = "".join(m["text"] for m in shown["messages"] if m["role"] == "agent")
+    assert agent.replace(" ", "") == ("z" * 1000 * 900) * 4
+
+
+# -- fault 15: a cursor from the future, one rule for pending permissions, the data dir -------
+
+
+def test_a_cursor_past_the_end_says_reset(gateway: Gateway) -> None:
+    with Peer(gateway.path) as peer:
+        session_id, _ = _burst(peer, 3)
+        ack = peer.ack("bind_stream", session_id=session_id, payload={"after_seq": 10_000})
+        assert ack["payload"]["reset"] is True
+        assert ack["payload"]["replayed"] == 0
+        follow = peer.ack("run", session_id=session_id, input_text="one")
+        peer.wait_terminal(str(follow["run_id"]))
+        started = [f for f in peer.events if etype(f) == "run_started"][-1]
+        assert started["payload"]["seq"] == ack["payload"]["last_seq"] + 1
+
+
+def test_a_permission_pending_at_a_graceful_stop_is_void_as_after_kill(
+    gateway_factory: GatewayFactory,
+) -> None:
+    data_dir = short_tmpdir("ngw-data-")
+    try:
+        gateway = gateway_factory("--data-dir", data_dir)
+        with Peer(gateway.path) as peer:
+            ack = peer.ack("run", input_text="/ask")
+            session_id = str(ack["session_id"])
+            peer.wait_event(lambda f: etype(f) == "permission_request")
+        gateway.signal(signal.SIGTERM)
+        assert gateway.wait(10) == 0
+        again = gateway_factory("--data-dir", data_dir)
+        with Peer(again.path) as peer:
+            peer.ack("bind_stream", session_id=session_id, payload={"after_seq": 0})
+            end = peer.wait_event(lambda f: etype(f) == "run_error")
+            assert data(end)["code"] == "gateway_restarted"
+            assert not [f for f in peer.events if etype(f) == "permission_resolved"]
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("problem", ["symlink", "open"])
+def test_a_data_directory_that_is_a_symlink_or_open_is_refused(problem: str) -> None:
+    base = Path(short_tmpdir("ngw-dd-"))
+    try:
+        real = base / "real"
+        real.mkdir(mode=0o700)
+        target = real
+        if problem == "symlink":
+            target = base / "link"
+            target.symlink_to(real)
+        else:
+            real.chmod(0o755)
+        result = run_cli("--listen", str(base / "gw.sock"), "--data-dir", str(target))
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr
+        expected = "is a symlink" if problem == "symlink" else "chmod 700"
+        assert expected in result.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
