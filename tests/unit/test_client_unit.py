@@ -24,6 +24,7 @@ from neocode_gateway.client import (
     raise_for_error,
 )
 from neocode_gateway.client import _async as client_async
+from neocode_gateway.client import _local as client_local
 from neocode_gateway.client._protocol import (
     ClientProtocol,
     PendingTable,
@@ -476,11 +477,11 @@ def test_line_key_is_the_id_the_gateway_will_echo(line: bytes, key: str | None) 
 def test_os_reason_is_the_lowercase_strerror() -> None:
     import errno
 
-    assert client_async.os_reason(ConnectionRefusedError(errno.ECONNREFUSED, "x")) == (
+    assert client_local.os_reason(ConnectionRefusedError(errno.ECONNREFUSED, "x")) == (
         "connection refused"
     )
-    assert client_async.os_reason(OSError("AF_UNIX path too long")) == "AF_UNIX path too long"
-    assert client_async.os_reason(OSError()) == "OSError"
+    assert client_local.os_reason(OSError("AF_UNIX path too long")) == "AF_UNIX path too long"
+    assert client_local.os_reason(OSError()) == "OSError"
 
 
 def test_raise_for_error_builds_the_typed_error() -> None:

@@ -28,13 +28,18 @@ from neocode_gateway.cli._common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
-    configure_logging,
     fail,
     log_level,
     non_empty,
     non_negative_int,
     positive_int,
     positive_seconds,
+)
+from neocode_gateway.cli._logging import (
+    LOG_FILE_NAME,
+    add_log_file,
+    close_log_files,
+    configure_logging,
 )
 from neocode_gateway.dispatch import Dispatcher, install
 from neocode_gateway.errors import AlreadyRunning, ConfigError, StoreOpenError, TransportError
@@ -77,6 +82,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=log_level,
         default=logging.INFO,
         help="debug, info, warn or error (default: info)",
+    )
+    parser.add_argument(
+        "--log-file",
+        metavar="PATH",
+        type=non_empty,
+        default=None,
+        help=f"also log to this file, rotated at 5 MiB (default: {LOG_FILE_NAME} in the data "
+        "directory; none: stderr only)",
     )
     parser.add_argument(
         "--max-connections",
@@ -393,6 +406,7 @@ def run(options: argparse.Namespace, prog: str) -> int:
             return fail(prog, str(exc), EXIT_USAGE)
         except StoreOpenError as exc:
             return fail(prog, str(exc), EXIT_FAILURE)
+        _open_log_file(options)
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve(listener, config, services))
     except KeyboardInterrupt:  # pragma: no cover - SIGINT before the handler was installed
@@ -401,7 +415,21 @@ def run(options: argparse.Namespace, prog: str) -> int:
         listener.release()
         if services.store is not None:
             services.store.close()
+        close_log_files()
     return EXIT_OK
+
+
+def _open_log_file(options: argparse.Namespace) -> None:
+    """The rotated log file: ``--log-file``, else ``gateway.log`` in the data directory."""
+    choice = options.log_file
+    if choice is not None and choice.lower() == "none":
+        return
+    if choice is None:
+        data_dir = os.path.expanduser(options.data_dir or DEFAULT_DATA_DIR)
+        choice = os.path.join(data_dir, LOG_FILE_NAME)
+    problem = add_log_file(Path(os.path.expanduser(choice)))
+    if problem is not None:
+        log.warning("%s; logging to stderr only", problem)
 
 
 def commands() -> dict[
