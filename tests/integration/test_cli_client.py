@@ -341,7 +341,7 @@ def test_inprocess_status_json_timeout(
         def connect(self, address: Any) -> None:
             raise TimeoutError
 
-    monkeypatch.setattr(client_local.socket, "socket", NeverConnects)
+    monkeypatch.setattr(socket, "socket", NeverConnects)  # the module _local dials with
     path = f"{sock_dir}/gw.sock"
     assert main(["status", "--json", "--listen", path, "--timeout", "0.01"]) == 4
     captured = capsys.readouterr()
