@@ -11,7 +11,7 @@ word. What they add, in this order:
 ``/ask``        a ``tool_call`` (``execute``) and a ``permission_request`` with four
                 options (one of each kind); the tool call then completes (allowed)
                 or fails (rejected)
-``/wait N``     first a ``phase`` ``waiting_for_model`` (contract v1.2), then N × 100 ms
+``/wait N``     first a ``phase`` ``waiting_for_model`` (contract v1.2), then N x 100 ms
                 of silence (at most 10,000) before the answer, as a slow model; cancelable
 ``/slow N``     N chunks, 100 ms apart (at most 10,000), on a line of their own after
                 the echoed input; cancelable at any point
