@@ -174,6 +174,8 @@ def test_attach_across_a_restart(gateway_factory: GatewayFactory, data_dir: str)
         rest = attach.stdout.read()  # through the same buffer as readline, to the end
         err = attach.stderr.read()
         assert attach.wait(60) == 1, err  # the run ended with gateway_restarted
+        assert "the gateway went away: reconnecting" in err
+        assert "reconnected" in err
         frames = events("".join(first) + rest)
         seqs = [f["payload"]["seq"] for f in frames]
         assert seqs == list(range(1, len(seqs) + 1)), "an event missed or shown twice"

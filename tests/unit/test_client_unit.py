@@ -663,3 +663,23 @@ def test_exceptions_are_reexported_under_one_root() -> None:
         api.ConnectionClosed,
     ):
         assert issubclass(exc, api.ClientError)
+
+
+def test_the_stdlib_client_shares_the_transport_defaults() -> None:
+    from neocode_gateway.transport import DEFAULT_PIPE_ADDRESS, default_address
+
+    assert client_local.default_address() == default_address()
+    assert client_local.DEFAULT_PIPE_ADDRESS == DEFAULT_PIPE_ADDRESS
+    assert client_local.is_pipe_address(r"\\.\PIPE\x")
+
+
+def test_the_trust_check_refuses_another_user() -> None:
+    from neocode_gateway.errors import UntrustedGateway
+
+    me = os.geteuid()
+    client_local.check_trusted("/x", me, False)
+    client_local.check_trusted("/x", 0, False)
+    client_local.check_trusted("/x", me + 1, True)
+    client_local.check_trusted("/x", None, False)
+    with pytest.raises(UntrustedGateway, match="--trust-any-uid"):
+        client_local.check_trusted("/x", me + 1, False)
