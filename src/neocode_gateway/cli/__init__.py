@@ -109,7 +109,6 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         prog=prog,
         description=command.help,
         epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"neocode-gateway {__version__}")
     add_arguments(parser)
