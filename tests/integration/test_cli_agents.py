@@ -124,3 +124,27 @@ def test_a_bad_file_names_its_key(tmp_path: Path) -> None:
     out = agents("--config", str(config), home=tmp_path)
     assert out.returncode == 2
     assert f"{config}: agents.a.modee: unknown key" in out.stderr
+
+
+def test_check_of_an_agent_that_exits_at_once_is_one_line_without_traceback(
+    tmp_path: Path,
+) -> None:
+    done = agents(
+        "--agent",
+        "quick=/bin/true",
+        "--agent",
+        "gone=sh -c 'exit 3'",
+        "--check",
+        "--timeout",
+        "10",
+        home=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "Send loop failed" not in done.stderr
+    assert done.stderr == ""
+    failed = [line for line in done.stdout.splitlines() if "FAILED" in line]
+    assert len(failed) == 2
+    assert "exited with code 0" in failed[0]
+    assert "exited with code 3" in failed[1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -18,7 +17,7 @@ import pytest
 
 from neocode_gateway import __version__
 from neocode_gateway.cli import main
-from neocode_gateway.client import _async as client_async
+from neocode_gateway.client import _local as client_local
 from tests.fakes import (
     FakeServer,
     Handler,
@@ -295,7 +294,11 @@ def test_inprocess_error_frames_exit_1(
 ) -> None:
     server = fake_server(internal_error)
     assert main(["ping", "--listen", server.path]) == 1
-    assert "error frame: internal_error: internal gateway error" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the gateway failed: internal gateway error" in err
+    assert "internal_error" not in err  # the code is for programs: --json, --log-level debug
+    assert main(["ping", "--listen", server.path, "--log-level", "debug"]) == 1
+    assert "[internal_error: internal gateway error]" in capsys.readouterr().err
     assert main(["call", "run", "--listen", server.path, "--input-text", "x"]) == 1
     assert json_lines(capsys.readouterr().out)[0]["error"]["code"] == "internal_error"
 
@@ -325,19 +328,20 @@ def test_inprocess_status_without_lock_file(
 
 
 def test_socket_mode_is_unknown_without_a_socket_file() -> None:
-    from neocode_gateway.cli import _client_commands
+    from neocode_gateway.cli import _quick
 
-    assert _client_commands._socket_mode("/nonexistent/socket") is None
-    assert _client_commands._socket_mode(r"\\.\pipe\neocode-gateway") is None
+    assert _quick.socket_mode("/nonexistent/socket") is None
+    assert _quick.socket_mode(r"\\.\pipe\neocode-gateway") is None
 
 
 def test_inprocess_status_json_timeout(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], sock_dir: str
 ) -> None:
-    async def never(*args: Any, **kwargs: Any) -> Any:
-        await asyncio.Event().wait()
+    class NeverConnects(socket.socket):
+        def connect(self, address: Any) -> None:
+            raise TimeoutError
 
-    monkeypatch.setattr(client_async, "_dial", never)
+    monkeypatch.setattr(socket, "socket", NeverConnects)  # the module _local dials with
     path = f"{sock_dir}/gw.sock"
     assert main(["status", "--json", "--listen", path, "--timeout", "0.01"]) == 4
     captured = capsys.readouterr()
@@ -438,13 +442,13 @@ def test_inprocess_protocol_violation_exits_1(
 def test_inprocess_interrupt_and_broken_pipe(
     gateway: Gateway, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async def interrupted(self: Any, **kwargs: Any) -> float:
+    def interrupted(self: Any, *args: Any, **kwargs: Any) -> float:
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(client_async.AsyncGatewayClient, "ping", interrupted)
-        assert main(["ping", "--listen", gateway.path]) == 130
-    assert capsys.readouterr().err == "neocode-gateway ping: error: interrupted\n"
+        patch.setattr(client_local.BlockingConnection, "payload", interrupted)
+        assert main(["status", "--listen", gateway.path]) == 130
+    assert capsys.readouterr().err == "neocode-gateway status: error: interrupted\n"
 
     class ClosedPipe(io.StringIO):
         def write(self, text: str) -> int:

@@ -70,11 +70,15 @@ def test_run_exit_codes_and_stdin(gateway: Gateway) -> None:
     assert "no such file" in missing.stderr
     unknown = cli(gateway, "run", "x", "--session", "s_nope")
     assert unknown.returncode == 1
-    assert "resource_not_found" in unknown.stderr
-    assert "Traceback" not in unknown.stderr
+    assert unknown.stderr == (
+        "neocode-gateway run: error: no session s_nope (neocode-gateway sessions lists them)\n"
+    )
+    debug = cli(gateway, "run", "x", "--session", "s_nope", "--log-level", "debug")
+    assert "[resource_not_found: unknown session: s_nope]" in debug.stderr
     agent = cli(gateway, "run", "x", "--agent", "nope")
     assert agent.returncode == 1
-    assert "unknown agent (neocode-gateway status lists the gateway's runtimes)" in agent.stderr
+    assert "no agent 'nope' at this gateway (configured: echo)" in agent.stderr
+    assert "Traceback" not in unknown.stderr + agent.stderr
 
 
 def test_continue_sessions_show_compact(gateway: Gateway, tmp_path: Any) -> None:
@@ -123,12 +127,17 @@ def test_approve_reject_cancel_from_another_terminal(gateway: Gateway) -> None:
         proc.wait()
     again = cli(gateway, "reject", permission_id)
     assert again.returncode == 1
-    assert "conflict" in again.stderr
+    assert "was already answered" in again.stderr
+    as_json = cli(gateway, "reject", permission_id, "--json")
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["code"] == "conflict"  # the code stays for programs
     with Peer(gateway.path) as peer:
         ack = peer.ack("run", input_text="/slow 200")
-        canceled = cli(gateway, "cancel", str(ack["run_id"]), "--session", str(ack["session_id"]))
+        canceled = cli(
+            gateway, "cancel", str(ack["run_id"]), "--session", str(ack["session_id"]), "--json"
+        )
         assert canceled.returncode == 0
-        assert "canceled" in canceled.stdout
+        assert json.loads(canceled.stdout)["canceled"] is True
         assert data(peer.wait_terminal(str(ack["run_id"])))["code"] == "canceled"
     assert cli(gateway, "cancel").returncode == 2
 
@@ -165,6 +174,8 @@ def test_attach_across_a_restart(gateway_factory: GatewayFactory, data_dir: str)
         rest = attach.stdout.read()  # through the same buffer as readline, to the end
         err = attach.stderr.read()
         assert attach.wait(60) == 1, err  # the run ended with gateway_restarted
+        assert "the gateway went away: reconnecting" in err
+        assert "reconnected" in err
         frames = events("".join(first) + rest)
         seqs = [f["payload"]["seq"] for f in frames]
         assert seqs == list(range(1, len(seqs) + 1)), "an event missed or shown twice"

@@ -24,6 +24,7 @@ from neocode_gateway.client import (
     raise_for_error,
 )
 from neocode_gateway.client import _async as client_async
+from neocode_gateway.client import _local as client_local
 from neocode_gateway.client._protocol import (
     ClientProtocol,
     PendingTable,
@@ -476,11 +477,11 @@ def test_line_key_is_the_id_the_gateway_will_echo(line: bytes, key: str | None) 
 def test_os_reason_is_the_lowercase_strerror() -> None:
     import errno
 
-    assert client_async.os_reason(ConnectionRefusedError(errno.ECONNREFUSED, "x")) == (
+    assert client_local.os_reason(ConnectionRefusedError(errno.ECONNREFUSED, "x")) == (
         "connection refused"
     )
-    assert client_async.os_reason(OSError("AF_UNIX path too long")) == "AF_UNIX path too long"
-    assert client_async.os_reason(OSError()) == "OSError"
+    assert client_local.os_reason(OSError("AF_UNIX path too long")) == "AF_UNIX path too long"
+    assert client_local.os_reason(OSError()) == "OSError"
 
 
 def test_raise_for_error_builds_the_typed_error() -> None:
@@ -662,3 +663,23 @@ def test_exceptions_are_reexported_under_one_root() -> None:
         api.ConnectionClosed,
     ):
         assert issubclass(exc, api.ClientError)
+
+
+def test_the_stdlib_client_shares_the_transport_defaults() -> None:
+    from neocode_gateway.transport import DEFAULT_PIPE_ADDRESS, default_address
+
+    assert client_local.default_address() == default_address()
+    assert client_local.DEFAULT_PIPE_ADDRESS == DEFAULT_PIPE_ADDRESS
+    assert client_local.is_pipe_address(r"\\.\PIPE\x")
+
+
+def test_the_trust_check_refuses_another_user() -> None:
+    from neocode_gateway.errors import UntrustedGateway
+
+    me = os.geteuid()
+    client_local.check_trusted("/x", me, False)
+    client_local.check_trusted("/x", 0, False)
+    client_local.check_trusted("/x", me + 1, True)
+    client_local.check_trusted("/x", None, False)
+    with pytest.raises(UntrustedGateway, match="--trust-any-uid"):
+        client_local.check_trusted("/x", me + 1, False)

@@ -133,7 +133,7 @@ def test_burst_slow_tick_counts() -> None:
     sink = FakeSink()
     run("/slow 3", sink)
     ticks = [e["text"] for e in sink.events if "/3]" in e.get("text", "")]
-    assert ticks == ["[1/3] ", "[2/3] ", "[3/3] "]
+    assert ticks == ["\n\n[1/3] ", "[2/3] ", "[3/3] "]  # a paragraph apart from the input
     sink = FakeSink()
     run("/tick 2", sink)
     assert sum(1 for e in sink.events if e.get("text", "").startswith("t=")) == 2
@@ -281,3 +281,16 @@ def test_runtime_set_closes_them_at_once() -> None:
         assert count == [2]
 
     asyncio.run(scenario())
+
+
+def test_wait_says_the_run_waits_for_the_model_first() -> None:
+    sink = FakeSink()
+    run("/wait 2 hi", sink)
+    assert sink.events[0] == {"kind": "phase", "phase": "waiting_for_model"}
+    assert [e["text"] for e in sink.events if e.get("kind") == "message_chunk"] == [
+        "/wait ",
+        "2 ",
+        "hi",
+    ]
+    with pytest.raises(RunFailed, match="needs a number"):
+        run("/wait x", FakeSink())

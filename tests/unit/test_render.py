@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from neocode_gateway.cli._render import PlainRenderer, RichRenderer, describe_usage
+from neocode_gateway.cli._render import PlainRenderer, RichRenderer, describe_end, describe_usage
 from neocode_gateway.protocol import Event
 
 
@@ -58,3 +58,44 @@ def test_a_context_reset_is_said(capsys: Any) -> None:
     PlainRenderer(out).feed(reset)
     RichRenderer(Console(file=out, force_terminal=False, width=100)).feed(reset)
     assert "note: it forgot" in capsys.readouterr().err + out.getvalue()
+
+
+def test_phases_are_said_once_each_on_a_pipe(capsys: Any) -> None:
+    out = io.StringIO()
+    renderer = PlainRenderer(out)
+    renderer.feed(event(1, "run_progress", kind="phase", phase="starting_agent"))
+    renderer.feed(event(2, "run_progress", kind="phase", phase="starting_agent"))
+    renderer.feed(event(3, "run_progress", kind="phase", phase="waiting_for_model"))
+    assert capsys.readouterr().err == "... starting the agent\n... waiting for the model\n"
+    assert out.getvalue() == ""
+
+
+def test_rich_spinner_follows_the_phase_and_stops_at_content() -> None:
+    out = io.StringIO()
+    renderer = RichRenderer(Console(file=out, force_terminal=True, width=100))
+    renderer.waiting("sending the run to the gateway")
+    renderer.feed(event(1, "run_progress", kind="phase", phase="creating_session"))
+    assert renderer._spinner is not None
+    renderer._spinner_line()
+    assert "creating the agent's session... 0s" in str(renderer._spinner.text)
+    renderer.feed(event(2, "run_progress", kind="message_chunk", text="hi"))
+    assert renderer._wait_label is None
+    renderer.close()
+
+
+def test_agent_errors_come_with_their_next_step() -> None:
+    auth = describe_end(
+        event(9, "run_error", code="runtime_error", message="Authentication required")
+    )
+    assert "ANTHROPIC_API_KEY" in auth
+    assert "claude /login" in auth
+    root = describe_end(
+        event(
+            9,
+            "run_error",
+            code="runtime_error",
+            message="--dangerously-skip-permissions cannot be used with root/sudo privileges",
+        )
+    )
+    assert "IS_SANDBOX" in root
+    assert "next step" not in describe_end(event(9, "run_error", code="canceled", message="x"))

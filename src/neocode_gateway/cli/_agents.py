@@ -101,6 +101,13 @@ def run(options: argparse.Namespace, prog: str) -> int:
     failed = False
     if options.check and config.agents:
         import asyncio
+        import logging
+
+        # The report says how each check went, one entry per agent. The agent SDK logs
+        # through the root logger (whose first use would set up a stderr handler printing
+        # tracebacks, e.g. "Send loop failed" when an agent exits at once), and the runtime
+        # warns that a dead agent will be restarted: noise here, so both are dropped.
+        logging.getLogger().addHandler(logging.NullHandler())
 
         try:
             checks = asyncio.run(_check_all(list(config.agents.values()), options.timeout))

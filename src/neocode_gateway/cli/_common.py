@@ -1,29 +1,94 @@
-"""Argument parsing shared by every sub-command: one-line usage errors, value checks."""
+"""Argument parsing shared by every sub-command: one-line usage errors, value checks.
+
+Standard library only, and not even :mod:`logging` until the daemon configures
+it: the quick client commands import this module, and their start-up is the
+interpreter's plus a socket (``tests/unit/test_import_discipline.py``).
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import math
+import os
 import sys
-from typing import NoReturn
+
+from neocode_gateway.client._local import (
+    ADDRESS_ENV,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT,
+    default_address,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_ALREADY_RUNNING = 3
+EXIT_ERROR_FRAME = 1
+EXIT_UNREACHABLE = 3
+EXIT_TIMEOUT = 4
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
+EXIT_CODES_HELP = (
+    "exit codes: 0 ok, 1 an error frame came back (or the gateway broke the protocol),\n"
+    "            2 usage error, 3 no gateway reachable, 4 timeout, 130 interrupted"
+)
+
+#: The values of :mod:`logging`'s levels, without importing it.
 LOG_LEVELS = {
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "error": logging.ERROR,
+    "debug": 10,
+    "info": 20,
+    "warn": 30,
+    "warning": 30,
+    "error": 40,
 }
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, sized without :mod:`shutil`.
+
+    argparse builds a formatter for every ``add_argument`` (to check the
+    metavar), and the stock one imports :mod:`shutil` (1.5 ms with what it
+    pulls in) only to read the terminal width: a quick command parses flags
+    but prints no help. Same rule as ``shutil.get_terminal_size``: ``$COLUMNS``,
+    else the terminal's, else 80; minus 2, as argparse does.
+    """
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        if width is None:
+            width = _columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _columns() -> int:
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
 
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr and exit 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
@@ -90,27 +155,82 @@ def non_empty(text: str) -> str:
     return text
 
 
-class _Formatter(logging.Formatter):
-    converter = __import__("time").gmtime
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return super().formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z"
-
-
-def configure_logging(level: int) -> None:
-    """Logs go to stderr, one line each: time, level, message."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("neocode_gateway")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-    aio = logging.getLogger("asyncio")
-    aio.handlers[:] = [handler]
-    aio.propagate = False
-
-
 def fail(prog: str, message: str, code: int = EXIT_FAILURE) -> int:
     """Print ``prog: error: message`` on stderr and return ``code``."""
     sys.stderr.write(f"{prog}: error: {message}\n")
     return code
+
+
+# -- what every client command shares -------------------------------------------------------
+
+
+def add_address_flags(parser: argparse.ArgumentParser) -> None:
+    """``--listen``, ``--trust-any-uid``, ``--timeout`` and ``--log-level``."""
+    parser.add_argument(
+        "--listen",
+        metavar="ADDRESS",
+        type=non_empty,
+        default=None,
+        help=f"socket path or pipe name of the gateway (default: ${ADDRESS_ENV}, "
+        f"else {default_address()})",
+    )
+    parser.add_argument(
+        "--trust-any-uid",
+        action="store_true",
+        help="talk to a gateway even if it runs as another user (it would see your requests)",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="S",
+        type=positive_seconds,
+        default=None,
+        help=f"seconds to wait for the connection and for each response (default: "
+        f"{DEFAULT_CONNECT_TIMEOUT:g} to connect, {DEFAULT_REQUEST_TIMEOUT:g} per request)",
+    )
+    parser.add_argument(
+        "--log-level",
+        metavar="LEVEL",
+        type=log_level,
+        default=LOG_LEVELS["warn"],
+        help="debug adds the gateway's error codes to error messages (default: warn)",
+    )
+
+
+def describe(parser: argparse.ArgumentParser, examples: str) -> None:
+    """Examples and the exit codes, below the flags in ``--help``."""
+    parser.epilog = f"examples:\n{examples}\n\n{EXIT_CODES_HELP}"
+
+
+def out(line: str) -> None:
+    """One line on stdout, flushed now so that pipes see each line as it happens."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def out_json(value: dict[str, Any]) -> None:
+    """One JSON object as one line on stdout."""
+    import json
+
+    out(json.dumps(value))
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def styled() -> bool:
+    """Whether stdout gets a terminal's styles: a terminal, and no ``NO_COLOR`` (any value).
+
+    ``NO_COLOR`` turns off every style (bold, dim, live regions, spinners), not
+    only colours: the output is then what a pipe gets.
+    """
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")

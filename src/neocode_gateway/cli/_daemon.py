@@ -28,7 +28,6 @@ from neocode_gateway.cli._common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
-    configure_logging,
     fail,
     log_level,
     non_empty,
@@ -36,6 +35,13 @@ from neocode_gateway.cli._common import (
     positive_int,
     positive_seconds,
 )
+from neocode_gateway.cli._logging import (
+    LOG_FILE_NAME,
+    add_log_file,
+    close_log_files,
+    configure_logging,
+)
+from neocode_gateway.cli._resources import ensure_fd_limit, open_fds, rss_kb
 from neocode_gateway.dispatch import Dispatcher, install
 from neocode_gateway.errors import AlreadyRunning, ConfigError, StoreOpenError, TransportError
 from neocode_gateway.protocol import DEFAULT_MAX_FRAME_BYTES
@@ -58,9 +64,6 @@ DEFAULT_RETENTION_DAYS = 30
 
 log = logging.getLogger("neocode_gateway")
 
-#: Descriptors the process needs besides one per connection (stdio, listener, lock, loop).
-FD_HEADROOM = 32
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The daemon's flags (also accepted with no sub-command)."""
@@ -77,6 +80,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=log_level,
         default=logging.INFO,
         help="debug, info, warn or error (default: info)",
+    )
+    parser.add_argument(
+        "--log-file",
+        metavar="PATH",
+        type=non_empty,
+        default=None,
+        help=f"also log to this file, rotated at 5 MiB (default: {LOG_FILE_NAME} in the data "
+        "directory; none: stderr only)",
     )
     parser.add_argument(
         "--max-connections",
@@ -175,62 +186,6 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
         return None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory
-
-
-def ensure_fd_limit(max_connections: int) -> int:
-    """Raise RLIMIT_NOFILE's soft limit to what ``max_connections`` needs; return the cap to use.
-
-    If the hard limit is too low the daemon still starts, but with the cap
-    lowered to what the descriptors allow, and says so once, clearly: refusing
-    a connection over the cap needs no spare descriptor, whereas running out
-    of descriptors makes ``accept`` fail in ways each event loop handles
-    differently (asyncio retries and logs every second, libuv drops silently).
-    """
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - Windows
-        return max_connections
-    needed = max_connections + FD_HEADROOM
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return max_connections
-    usable = max(soft - FD_HEADROOM, 1)
-    log.warning(
-        "RLIMIT_NOFILE is %d (hard limit %d) but --max-connections %d needs %d descriptors: "
-        "serving at most %d connections at once; raise the limit (ulimit -n) or lower "
-        "--max-connections",
-        soft,
-        hard,
-        max_connections,
-        needed,
-        usable,
-    )
-    return usable
-
-
-def rss_kb() -> int | None:
-    """Resident set size of this process in kB (Linux), for the stats line."""
-    try:
-        with open("/proc/self/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return None  # pragma: no cover
-
-
-def open_fds() -> int | None:
-    """Open file descriptors of this process (Linux), for the stats line."""
-    try:
-        return len(os.listdir("/proc/self/fd")) - 1  # minus the one listdir used
-    except OSError:  # pragma: no cover - not Linux
-        return None
 
 
 @dataclass
@@ -393,6 +348,7 @@ def run(options: argparse.Namespace, prog: str) -> int:
             return fail(prog, str(exc), EXIT_USAGE)
         except StoreOpenError as exc:
             return fail(prog, str(exc), EXIT_FAILURE)
+        _open_log_file(options)
         with asyncio.Runner(loop_factory=factory) as runner:
             runner.run(serve(listener, config, services))
     except KeyboardInterrupt:  # pragma: no cover - SIGINT before the handler was installed
@@ -401,7 +357,21 @@ def run(options: argparse.Namespace, prog: str) -> int:
         listener.release()
         if services.store is not None:
             services.store.close()
+        close_log_files()
     return EXIT_OK
+
+
+def _open_log_file(options: argparse.Namespace) -> None:
+    """The rotated log file: ``--log-file``, else ``gateway.log`` in the data directory."""
+    choice = options.log_file
+    if choice is not None and choice.lower() == "none":
+        return
+    if choice is None:
+        data_dir = os.path.expanduser(options.data_dir or DEFAULT_DATA_DIR)
+        choice = os.path.join(data_dir, LOG_FILE_NAME)
+    problem = add_log_file(Path(os.path.expanduser(choice)))
+    if problem is not None:
+        log.warning("%s; logging to stderr only", problem)
 
 
 def commands() -> dict[

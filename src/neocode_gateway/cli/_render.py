@@ -12,52 +12,24 @@ through :meth:`feed`; rich is imported only by the terminal renderer.
 from __future__ import annotations
 
 import sys
+import time
 from typing import IO, TYPE_CHECKING, Any
 
+from neocode_gateway.cli._describe import (
+    MARKS,
+    NOT_CONTENT,
+    PLAN_MARKS,
+    describe_end,
+    describe_usage,
+    phase_label,
+    tool_command,
+)
 from neocode_gateway.protocol import Event
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.live import Live
-
-_MARKS = {"completed": "✓", "failed": "✗", "in_progress": "…", "pending": "…"}
-_PLAN_MARKS = {"completed": "[x]", "in_progress": "[~]", "pending": "[ ]"}
-
-
-def tool_command(tool_call: dict[str, Any]) -> str | None:
-    """The command of an ``execute`` tool call, where the agent gave one."""
-    raw = tool_call.get("raw_input")
-    if isinstance(raw, dict):
-        command = raw.get("command") or raw.get("cmd")
-        if isinstance(command, list):
-            return " ".join(str(c) for c in command)
-        if isinstance(command, str):
-            return command
-    return None
-
-
-def describe_end(event: Event) -> str:
-    """One line for a run's terminal event."""
-    if event.event_type == "run_done":
-        return f"done ({event.data.get('stop_reason', 'end_turn')})"
-    return f"error {event.data.get('code', '?')}: {event.data.get('message', '')}"
-
-
-def describe_usage(data: dict[str, Any]) -> str:
-    """``input tokens 25, output tokens 12, context 37/1000000, cost 0.0034 USD``."""
-    parts = []
-    for key, value in data.items():
-        if key in ("kind", "context_size"):
-            continue
-        if key == "context_used" and "context_size" in data:
-            parts.append(f"context {value}/{data['context_size']}")
-        elif isinstance(value, dict) and "amount" in value:
-            amount = value.get("amount")
-            shown = f"{amount:.4g}" if isinstance(amount, float) else str(amount)
-            parts.append(f"{key.replace('_', ' ')} {shown} {value.get('currency', '')}".rstrip())
-        else:
-            parts.append(f"{key.replace('_', ' ')} {value}")
-    return ", ".join(parts)
+    from rich.spinner import Spinner
 
 
 class PlainRenderer:
@@ -68,6 +40,11 @@ class PlainRenderer:
         self._midline = False
         self._thinking = False
         self._tools: dict[str, dict[str, Any]] = {}
+        self._phase: str | None = None
+
+    def waiting(self, label: str) -> None:
+        """The run waits (for the gateway, the agent): a terminal shows a spinner; a pipe
+        gets nothing, the phases say it."""
 
     def _line(self, text: str) -> None:
         if self._midline:
@@ -83,6 +60,11 @@ class PlainRenderer:
         etype = event.event_type
         if etype == "run_progress" and kind == "session_info" and data.get("context_reset"):
             self.note(f"note: {data.get('message', 'the agent lost its context')}")
+        elif etype == "run_progress" and kind == "phase":
+            label = phase_label(data)
+            if label != self._phase:
+                self._phase = label
+                self.note(f"... {label}")
         elif etype == "run_progress" and kind == "message_chunk":
             text = str(data.get("text", ""))
             if self._thinking:
@@ -102,7 +84,7 @@ class PlainRenderer:
         elif etype == "run_progress" and kind == "plan":
             self._line("plan:")
             for entry in data.get("entries") or ():
-                mark = _PLAN_MARKS.get(entry.get("status"), "[ ]")
+                mark = PLAN_MARKS.get(entry.get("status"), "[ ]")
                 self._line(f"  {mark} {entry.get('content', '')}")
         elif etype == "run_progress" and kind == "usage":
             self._line("usage: " + describe_usage(data))
@@ -124,7 +106,7 @@ class PlainRenderer:
         command = tool_command(call)
         title = str(call.get("title", call.get("tool_call_id", "tool")))
         extra = f" ({command})" if command and command not in title else ""
-        return f"[{_MARKS.get(status, '·')}] {title}{extra} {status}"
+        return f"[{MARKS.get(status, '·')}] {title}{extra} {status}"
 
     def note(self, text: str) -> None:
         """A line of our own (not an event): waiting, canceling, detaching; on stderr, so
@@ -148,7 +130,15 @@ class PlainRenderer:
 
 
 class RichRenderer(PlainRenderer):
-    """Events on a terminal: Markdown, dimmed thoughts, live tool lines, a checklist."""
+    """Events on a terminal: Markdown, dimmed thoughts, live tool lines, a checklist, and a
+    spinner with the elapsed time while the run waits (for the agent, its session, the model).
+
+    The live region at the bottom holds only what may still change: the block of
+    text being streamed (its last lines, so the region always fits the screen: a
+    region taller than the screen cannot be redrawn in place, and its top would
+    be printed again at every refresh), the running tool calls, the plan, the
+    spinner. Everything final is printed once, above it.
+    """
 
     def __init__(self, console: Console | None = None) -> None:
         from rich.console import Console
@@ -160,6 +150,34 @@ class RichRenderer(PlainRenderer):
         self._plan: list[dict[str, Any]] = []
         self._usage: str | None = None
         self._usage_data: dict[str, Any] = {}
+        self._wait_label: str | None = None
+        self._wait_since = 0.0
+        self._spinner: Spinner | None = None
+
+    # -- waiting ------------------------------------------------------------------------
+
+    def waiting(self, label: str) -> None:
+        """Show a spinner with ``label`` and the seconds since the wait began."""
+        if self._wait_label is None:
+            self._wait_since = time.monotonic()
+        self._wait_label = label
+        self._refresh()
+
+    def _content(self) -> None:
+        """The run shows something: the spinner stops."""
+        self._wait_label = None
+
+    def _spinner_line(self) -> RenderableType:
+        from rich.spinner import Spinner
+        from rich.text import Text
+
+        elapsed = time.monotonic() - self._wait_since
+        text = Text(f"{self._wait_label}... {elapsed:.0f}s", style="dim")
+        if self._spinner is None:
+            self._spinner = Spinner("dots", text=text)
+        else:
+            self._spinner.update(text=text)
+        return self._spinner
 
     # -- the live region ----------------------------------------------------------------
 
@@ -171,28 +189,49 @@ class RichRenderer(PlainRenderer):
 
         parts: list[RenderableType] = []
         if self._text.strip():
-            parts.append(Markdown(self._text))
+            parts.append(Markdown(self._tail()))
         for call in self._tools.values():
             if call.get("status") in ("completed", "failed"):
                 continue
             parts.append(Spinner("dots", text=Text(self._tool_text(call))))
         if self._plan:
             parts.append(self._plan_text())
+        if self._wait_label is not None:
+            parts.append(self._spinner_line())
         return Group(*parts)
+
+    def _tail(self) -> str:
+        """The streamed block's last lines: at most half the screen (the rest shows at its end)."""
+        room = max(self.console.size.height // 2, 3)
+        width = max(self.console.size.width, 20)
+        lines: list[str] = []
+        used = 0
+        for line in reversed(self._text.split("\n")):
+            used += 1 + len(line) // width
+            if used > room:
+                break
+            lines.append(line)
+        if len(lines) == len(self._text.split("\n")):
+            return self._text
+        if not lines:
+            return "..." + self._text[-(room * width) // 2 :]
+        return "...\n" + "\n".join(reversed(lines))
 
     def _refresh(self) -> None:
         if self._live is None:
             from rich.live import Live
 
             self._live = Live(
-                self._renderable(),
                 console=self.console,
                 refresh_per_second=12,
                 transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+                get_renderable=self._renderable,
             )
             self._live.start()
         else:
-            self._live.update(self._renderable())
+            self._live.refresh()
 
     def _print(self, renderable: RenderableType | str) -> None:
         """Print above the live region (it stays at the bottom)."""
@@ -217,6 +256,16 @@ class RichRenderer(PlainRenderer):
     # -- events -------------------------------------------------------------------------
 
     def feed(self, event: Event) -> None:
+        kind = event.kind
+        etype = event.event_type
+        if etype == "run_progress" and kind == "phase":
+            self.waiting(phase_label(event.data))
+            return
+        if not (etype == "run_started" or (etype == "run_progress" and kind in NOT_CONTENT)):
+            self._content()
+        self._feed(event)
+
+    def _feed(self, event: Event) -> None:
         from rich.markdown import Markdown
         from rich.text import Text
 
@@ -254,7 +303,7 @@ class RichRenderer(PlainRenderer):
             command = tool_command(call)
             self._print(
                 Text(
-                    f"? permission: {call.get('title', 'a tool call')}"
+                    f"? permission {data.get('request_id')}: {call.get('title', 'a tool call')}"
                     + (f"\n  $ {command}" if command else ""),
                     style="bold yellow",
                 )
@@ -274,17 +323,18 @@ class RichRenderer(PlainRenderer):
             self._print(Text(describe_end(event), style=style))
 
     def _flush_text(self) -> None:
+        """The streamed block, printed once for good (the live region is stopped first)."""
         from rich.markdown import Markdown
 
-        if self._text.strip():
+        text, self._text = self._text, ""
+        if text.strip():
             self._stop_live()
-            self._print(Markdown(self._text))
-        self._text = ""
+            self._print(Markdown(text))
 
     def _stop_live(self) -> None:
         if self._live is not None:
-            self._live.stop()
-            self._live = None
+            live, self._live = self._live, None
+            live.stop()
 
     def note(self, text: str) -> None:
         from rich.text import Text
@@ -292,9 +342,14 @@ class RichRenderer(PlainRenderer):
         self._print(Text(text, style="cyan"))
 
     def pause(self) -> None:
+        self._content()
         self._flush_text()
         self._stop_live()
 
     def close(self) -> None:
+        self._content()
         self._flush_text()
         self._stop_live()
+
+
+__all__ = ["PlainRenderer", "RichRenderer", "describe_end", "describe_usage", "tool_command"]

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping, Sequence
@@ -21,6 +19,15 @@ from typing import Any, Final, Self, cast
 
 import msgspec
 
+from neocode_gateway.client._local import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT,
+    MAX_RESPONSE_BYTES,
+    check_trusted,
+    client_default_address,
+    new_request_id,
+    os_reason,
+)
 from neocode_gateway.client._protocol import ClientProtocol, RawResponse
 from neocode_gateway.client._streams import EventsDropped, SlowConsumer, Subscription
 from neocode_gateway.errors import (
@@ -32,7 +39,6 @@ from neocode_gateway.errors import (
     ProtocolViolation,
     RequestTimeout,
     TransportError,
-    UntrustedGateway,
 )
 from neocode_gateway.protocol import (
     SLOW_CONSUMER,
@@ -42,47 +48,17 @@ from neocode_gateway.protocol import (
     decode_event,
     encode_frame,
 )
-from neocode_gateway.transport import (
-    PeerCredentials,
-    default_address,
-    is_pipe_address,
-    read_peer_credentials,
-)
+from neocode_gateway.transport import PeerCredentials, is_pipe_address, read_peer_credentials
 
 log = logging.getLogger("neocode_gateway.client")
 
-#: Seconds to wait for the connection to be established.
-DEFAULT_CONNECT_TIMEOUT: Final = 3.0
-#: Seconds to wait for the response to one request.
-DEFAULT_REQUEST_TIMEOUT: Final = 30.0
 #: Unsolicited frames of no session kept for :meth:`AsyncGatewayClient.frames` (oldest dropped).
 DEFAULT_MAX_QUEUED_FRAMES: Final = 1024
 #: Longest response line accepted: answers (``load_session`` of a long session) can be far
 #: larger than the 1 MiB a request may be.
-DEFAULT_MAX_RESPONSE_BYTES: Final = 64 << 20
-#: The environment variable that names the gateway's address for every client.
-ADDRESS_ENV: Final = "NEOCODE_GATEWAY_ADDRESS"
+DEFAULT_MAX_RESPONSE_BYTES: Final = MAX_RESPONSE_BYTES
 #: Seconds ``close()`` lets the transport flush before aborting it.
 CLOSE_GRACE: Final = 1.0
-
-_ids: Final = itertools.count(1)
-
-
-def client_default_address() -> str:
-    """Where clients connect by default: ``$NEOCODE_GATEWAY_ADDRESS``, else the daemon's default."""
-    return os.environ.get(ADDRESS_ENV, "").strip() or default_address()
-
-
-def new_request_id() -> str:
-    """A request id unique within this process: ``c<pid>-<counter>``."""
-    return f"c{os.getpid()}-{next(_ids)}"
-
-
-def os_reason(exc: OSError) -> str:
-    """The OS reason of a failed connect, as the error messages print it."""
-    if exc.errno:
-        return os.strerror(exc.errno).lower()
-    return str(exc) or type(exc).__name__
 
 
 def _check_timeout(name: str, value: float | None, *, allow_none: bool) -> None:
@@ -246,13 +222,12 @@ class AsyncGatewayClient:
 
     def _check_peer(self, transport: asyncio.BaseTransport) -> None:
         """Refuse a gateway run by another user: it would read every request we send."""
-        peer = self._peer
-        me = os.geteuid() if hasattr(os, "geteuid") else None
-        if peer is None or me is None or self.trust_any_uid or peer.uid in (me, 0):
-            return
-        cast(asyncio.Transport, transport).abort()
-        self._protocol = None
-        raise UntrustedGateway(self.address, peer.uid, me)
+        try:
+            check_trusted(self.address, self._peer.uid if self._peer else None, self.trust_any_uid)
+        except GatewayUnreachable:
+            cast(asyncio.Transport, transport).abort()
+            self._protocol = None
+            raise
 
     async def close(self) -> None:
         """Close the connection; requests still waiting fail with :class:`ConnectionClosed`."""
@@ -654,6 +629,7 @@ class AsyncGatewayClient:
         follow: bool = True,
         reconnect: bool = False,
         reconnect_timeout: float = 30.0,
+        on_reconnect: Callable[[str], None] | None = None,
     ) -> AsyncIterator[Event]:
         """The events of a session, in ``seq`` order, each exactly once.
 
@@ -662,7 +638,9 @@ class AsyncGatewayClient:
         ``reconnect=True``, a lost connection (a gateway restart, a
         ``slow_consumer`` close) or :class:`EventsDropped` is repaired by
         connecting and binding again from the last ``seq`` seen, for up to
-        ``reconnect_timeout`` seconds per outage.
+        ``reconnect_timeout`` seconds per outage; ``on_reconnect`` is told
+        ``"lost"`` when an outage begins and ``"back"`` when it is repaired, so a
+        front-end can say why it is quiet.
         """
         last = after_seq
         while True:
@@ -685,7 +663,11 @@ class AsyncGatewayClient:
                     raise
             finally:
                 self.unsubscribe(subscription)
+            if on_reconnect is not None:
+                on_reconnect("lost")
             await self._reconnect(reconnect_timeout)
+            if on_reconnect is not None:
+                on_reconnect("back")
             last = last if last is not None else 0
 
     async def _reconnect(self, timeout: float) -> None:

@@ -18,12 +18,11 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from neocode_gateway.client._async import (
-    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_REQUEST_TIMEOUT,
     AsyncGatewayClient,
     RunStream,
 )
+from neocode_gateway.client._local import DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT
 from neocode_gateway.client._protocol import RawResponse
 from neocode_gateway.protocol import Event, Frame, InputPart
 from neocode_gateway.transport import PeerCredentials

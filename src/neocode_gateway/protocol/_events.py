@@ -37,9 +37,11 @@ EVENT_TYPES: Final = (
 TERMINAL_EVENT_TYPES: Final = frozenset({RUN_DONE, RUN_ERROR})
 
 #: ``run_progress`` kinds (the ACP ``session/update`` kinds, flattened); ``other``
-#: keeps an update the contract has no kind for, raw, instead of dropping it.
+#: keeps an update the contract has no kind for, raw, instead of dropping it; ``phase``
+#: (contract v1.2) says what the run waits for, so every front-end can show it.
 PROGRESS_KINDS: Final = frozenset(
     {
+        "phase",
         "message_chunk",
         "thought_chunk",
         "tool_call",
@@ -58,6 +60,8 @@ TOOL_STATUSES: Final = frozenset({"pending", "in_progress", "completed", "failed
 STOP_REASONS: Final = frozenset({"end_turn", "max_tokens", "max_turn_requests", "refusal"})
 PERMISSION_OPTION_KINDS: Final = ("allow_once", "allow_always", "reject_once", "reject_always")
 DECIDED_BY: Final = frozenset({"client", "timeout", "cancel"})
+#: ``phase`` values of a ``run_progress`` ``phase`` event (contract v1.2), in their usual order.
+RUN_PHASES: Final = ("starting_agent", "creating_session", "loading_session", "waiting_for_model")
 
 
 class EventPayload(msgspec.Struct):

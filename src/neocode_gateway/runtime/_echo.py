@@ -11,7 +11,10 @@ word. What they add, in this order:
 ``/ask``        a ``tool_call`` (``execute``) and a ``permission_request`` with four
                 options (one of each kind); the tool call then completes (allowed)
                 or fails (rejected)
-``/slow N``     N chunks, 100 ms apart (at most 10,000); cancelable at any point
+``/wait N``     first a ``phase`` ``waiting_for_model`` (contract v1.2), then N x 100 ms
+                of silence (at most 10,000) before the answer, as a slow model; cancelable
+``/slow N``     N chunks, 100 ms apart (at most 10,000), on a line of their own after
+                the echoed input; cancelable at any point
 ``/burst N``    N chunks as fast as the gateway takes them (at most 10,000,000)
 ``/tick N``     N chunks 10 ms apart whose text is the sender's monotonic clock
                 (``t=SECONDS``): what the latency benchmark measures
@@ -46,6 +49,7 @@ MODES: Final = ("default", "plan")
 SLOW_INTERVAL: Final = 0.1
 TICK_INTERVAL: Final = 0.01
 LIMITS: Final = {"/slow": 10_000, "/burst": 10_000_000, "/tick": 100_000, "/hang": 10_000}
+WAIT_LIMIT: Final = 10_000
 OPTIONS: Final[tuple[PermissionOption, ...]] = (
     {"option_id": "allow-once", "name": "Allow once", "kind": "allow_once"},
     {"option_id": "allow-always", "name": "Allow for this session", "kind": "allow_always"},
@@ -130,6 +134,8 @@ class EchoRuntime:
         self, state: _SessionState, text: str, words: list[str], sink: RunSink
     ) -> str:
         emitted = 0
+        if "/wait" in words:
+            await self._wait(state, _count("/wait", words, words.index("/wait")), sink)
         if "/think" in words:
             for thought in ("Reading the input. ", "Deciding what to echo. "):
                 await self._emit(state, sink, {"kind": "thought_chunk", "text": thought})
@@ -187,6 +193,14 @@ class EchoRuntime:
             update["raw_output"] = {"stdout": command.strip()[5:] + "\n", "exit_code": 0}
         await self._emit(state, sink, update)
 
+    async def _wait(self, state: _SessionState, count: int, sink: RunSink) -> None:
+        """``/wait N``: say the run waits for the model, then keep silent N intervals."""
+        await self._emit(state, sink, {"kind": "phase", "phase": "waiting_for_model"})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.canceled.wait(), count * self.slow_interval)
+        if state.canceled.is_set():
+            raise _Canceled
+
     async def _repeat(self, state: _SessionState, command: str, count: int, sink: RunSink) -> int:
         canceled = state.canceled
         if command == "/burst":
@@ -209,6 +223,8 @@ class EchoRuntime:
             if canceled.is_set() and not deaf:
                 raise _Canceled
             text = f"t={time.monotonic():.6f}" if command == "/tick" else f"[{index + 1}/{count}] "
+            if index == 0 and command != "/tick":
+                text = "\n\n" + text  # a paragraph of its own, apart from the echoed input
             await sink.emit({"kind": "message_chunk", "text": text})
         return count
 
@@ -226,7 +242,7 @@ def _input_text(run: RunInput) -> str:
 
 
 def _count(command: str, words: list[str], index: int) -> int:
-    limit = LIMITS[command]
+    limit = LIMITS.get(command, WAIT_LIMIT)
     word = words[index + 1] if index + 1 < len(words) else ""
     if not word.isdigit() or not 1 <= int(word) <= limit:
         raise RunFailed(
