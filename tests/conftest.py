@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.fakes import FakeServer, Handler
-from tests.support import Gateway, short_tmpdir
+from tests.support import Gateway, remove_made_dirs, short_tmpdir
 
 
 @pytest.fixture
@@ -73,3 +73,9 @@ def fake_server() -> Iterator[Callable[[Handler], FakeServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Leave nothing in /tmp: the data directories (each with a SQLite log), sockets and
+    logs the tests made, including those of gateways a test did not clean up."""
+    remove_made_dirs()

@@ -26,9 +26,30 @@ PONG = b'{"type":"ack","action":"ping","request_id":"smoke-1","payload":{"messag
 GATEWAY_CMD = [sys.executable, "-m", "neocode_gateway"]
 
 
+#: Every directory :func:`short_tmpdir` made in this test process; whatever a test left
+#: behind is removed when the session ends (``tests/conftest.py``).
+MADE_DIRS: list[str] = []
+
+
 def short_tmpdir(prefix: str = "ngw-") -> str:
     """A fresh directory under /tmp: AF_UNIX paths must stay under 108 bytes."""
-    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    path = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    MADE_DIRS.append(path)
+    return path
+
+
+def remove_made_dirs() -> int:
+    """Remove the directories :func:`short_tmpdir` made that are still there; how many."""
+    removed = 0
+    while MADE_DIRS:
+        path = MADE_DIRS.pop()
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        elif os.path.lexists(path):
+            os.unlink(path)
+            removed += 1
+    return removed
 
 
 def wait_for(
@@ -131,6 +152,7 @@ class Gateway:
         self.proc: subprocess.Popen[bytes] | None = None
         fd, log_path = tempfile.mkstemp(prefix="ngw-log-", suffix=".log", dir="/tmp")
         os.close(fd)
+        MADE_DIRS.append(log_path)
         self.log_path = Path(log_path)
 
     def start(self, *, wait: bool = True, timeout: float = 10.0, **popen: Any) -> Gateway:
