@@ -8,7 +8,11 @@ Runs a fresh daemon (echo runtime, a temporary data directory) and measures:
 * ``replay``: N logged events replayed to a fresh binding: events/s, and the gateway's
   peak RSS growth meanwhile;
 * ``latency``: runtime-to-client latency at 100 events/s (``/tick``), durable commit in the path:
-  p50 / p99.
+  p50 / p99;
+* ``sqlite``: the limit for ``burst1``: the same event frames written by a bare SQLite
+  ``executemany`` into the gateway's own schema (WAL, ``synchronous=NORMAL``), committed in
+  batches of 1,024 as the gateway's group commit does at its high-water mark: rows/s. The
+  ``burst1`` line then shows its ratio to it, measured in the same run.
 
 Bounded in count and time; loopback Unix sockets only. Usage::
 
@@ -235,6 +239,46 @@ def replay(daemon: Daemon, events: int) -> dict[str, float]:
     }
 
 
+def sqlite_limit(events: int) -> dict[str, float]:
+    """A bare ``executemany`` of the burst's frames: what SQLite alone takes."""
+    import sqlite3
+
+    from neocode_gateway.protocol import encode_event
+    from neocode_gateway.store import MIGRATIONS
+
+    directory = tempfile.mkdtemp(prefix="ngw-bench-", dir="/tmp")
+    try:
+        con = sqlite3.connect(f"{directory}/limit.db", isolation_level=None)
+        con.execute("PRAGMA journal_mode = WAL")
+        con.execute("PRAGMA synchronous = NORMAL")
+        con.executescript(MIGRATIONS[0])
+        session = "s_01JDXLIMIT0000000000000000"
+        ts = "2026-12-04T10:00:00.123Z"
+        rows = [
+            (
+                session,
+                seq,
+                "b",
+                "run_progress",
+                ts,
+                encode_event(
+                    session, "b", seq, "run_progress", ts, {"kind": "message_chunk", "text": "w "}
+                ),
+            )
+            for seq in range(1, events + 1)
+        ]
+        start = time.perf_counter()
+        for index in range(0, events, 1024):
+            con.execute("BEGIN IMMEDIATE")
+            con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", rows[index : index + 1024])
+            con.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+        con.close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return {"rows": events, "seconds": elapsed, "rows_per_s": events / elapsed}
+
+
 def latency(daemon: Daemon, count: int) -> dict[str, float]:
     conn = Conn(daemon.path)
     conn.send(
@@ -271,12 +315,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--ticks", type=int, default=500)
-    parser.add_argument("--scenarios", default="burst1,burst16,replay,latency")
+    parser.add_argument("--scenarios", default="sqlite,burst1,burst16,replay,latency")
     args = parser.parse_args()
     wanted = args.scenarios.split(",")
     results: dict[str, list[dict[str, float]]] = {name: [] for name in wanted}
     for _ in range(args.reps):
         for name in wanted:
+            if name == "sqlite":
+                results[name].append(sqlite_limit(args.events))
+                continue
             daemon = Daemon()
             try:
                 if name == "burst1":
@@ -289,9 +336,14 @@ def main() -> None:
                     results[name].append(latency(daemon, args.ticks))
             finally:
                 daemon.stop()
+    limit = 0.0
     for name, runs in results.items():
         keys = runs[0].keys() if runs else []
         medians = {k: statistics.median(r[k] for r in runs) for k in keys}
+        if name == "sqlite":
+            limit = medians["rows_per_s"]
+        elif name == "burst1" and limit:
+            medians["ratio_to_sqlite"] = medians["events_per_s"] / limit
         print(f"RESULT {name} " + " ".join(f"{k}={v:.4g}" for k, v in medians.items()))
 
 

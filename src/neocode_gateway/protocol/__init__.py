@@ -35,6 +35,8 @@ from neocode_gateway.protocol._events import (
     EventPayload,
     decode_event,
     encode_event,
+    encode_event_after,
+    event_head,
     utc_timestamp,
 )
 from neocode_gateway.protocol._frames import (
@@ -84,6 +86,8 @@ __all__ = [
     "EventPayload",
     "decode_event",
     "encode_event",
+    "encode_event_after",
+    "event_head",
     "utc_timestamp",
     "DEFAULT_MAX_FRAME_BYTES",
     "ERROR_CODES",

@@ -115,6 +115,29 @@ class Event(msgspec.Struct, frozen=True):
 
 
 _encoder: Final = msgspec.json.Encoder()
+_encode: Final = _encoder.encode
+#: ``,"event_type":"T","ts":"`` for each event type (the middle of every event frame).
+_TYPE_PARTS: dict[str, bytes] = {}
+
+
+def event_head(session_id: str, run_id: str | None) -> bytes:
+    """The bytes every event frame of one session and run starts with, up to its ``seq``.
+
+    The core keeps it while a run streams, so that an event costs one join of a few
+    byte strings and the encoding of its data (half the time of a struct encode).
+    """
+    head = b'{"type":"event","action":"run","session_id":' + _encode(session_id)
+    if run_id:
+        head += b',"run_id":' + _encode(run_id)
+    return head + b',"payload":{"seq":'
+
+
+def encode_event_after(head: bytes, seq: int, event_type: str, ts: str, data: Any) -> bytes:
+    """One event frame as one NDJSON line, from its :func:`event_head`."""
+    part = _TYPE_PARTS.get(event_type)
+    if part is None:
+        part = _TYPE_PARTS[event_type] = b',"event_type":' + _encode(event_type) + b',"ts":"'
+    return b"".join((head, b"%d" % seq, part, ts.encode(), b'","data":', _encode(data), b"}}\n"))
 
 
 def encode_event(  # noqa: PLR0917 - the event's fields, in wire order
@@ -125,19 +148,8 @@ def encode_event(  # noqa: PLR0917 - the event's fields, in wire order
     ts: str,
     data: dict[str, Any],
 ) -> bytes:
-    """One event frame as one NDJSON line (with its ``\\n``)."""
-    return (
-        _encoder.encode(
-            EventFrame(
-                type="event",
-                action="run",
-                session_id=session_id,
-                run_id=run_id or None,
-                payload=EventPayload(seq=seq, event_type=event_type, ts=ts, data=data),
-            )
-        )
-        + b"\n"
-    )
+    """One event frame as one NDJSON line (with its ``\\n``): the bytes of :class:`EventFrame`."""
+    return encode_event_after(event_head(session_id, run_id), seq, event_type, ts, data)
 
 
 def decode_event(frame: Frame) -> Event:

@@ -13,7 +13,12 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 from neocode_gateway.errors import StoreError
-from neocode_gateway.protocol import GATEWAY_RESTARTED, encode_event, utc_timestamp
+from neocode_gateway.protocol import (
+    GATEWAY_RESTARTED,
+    encode_event_after,
+    event_head,
+    utc_timestamp,
+)
 from neocode_gateway.sessions._ids import EventClock
 from neocode_gateway.sessions._journal import Journal, Pending
 from neocode_gateway.sessions._model import Session
@@ -48,13 +53,19 @@ class EventLog:
     def append(
         self, session: Session, run_id: str | None, event_type: str, data: dict[str, Any]
     ) -> int:
-        """Encode, number and record one event; it is fanned out after its commit."""
+        """Encode, number and record one event; it is fanned out after its commit.
+
+        The hot path of every event: the frame is joined from the session's cached
+        head, and the row goes straight into the journal's batch.
+        """
         seq = session.last_seq + 1
         ts = self.clock.now()
-        session_id = session.id
-        frame = encode_event(session_id, run_id, seq, event_type, ts, data)  # may raise
+        if session.head_run != run_id or not session.head:
+            session.head = event_head(session.id, run_id)
+            session.head_run = run_id
+        frame = encode_event_after(session.head, seq, event_type, ts, data)  # may raise
         session.last_seq = seq
-        self.waiting = self.journal.event(EventRow(session_id, seq, run_id, event_type, ts, frame))
+        self.waiting = self.journal.event(EventRow(session.id, seq, run_id, event_type, ts, frame))
         session.updated_at = ts
         self.events_logged += 1
         return seq

@@ -32,6 +32,8 @@ class Session:
         "committed_seq",
         "created_at",
         "first_seq",
+        "head",
+        "head_run",
         "id",
         "last_seq",
         "mode",
@@ -71,6 +73,9 @@ class Session:
         self.active_run: Run | None = None
         self.busy = False  # compacting
         self.bindings: dict[Subscriber, Binding] = {}
+        #: The encoded start of this session's event frames for run ``head_run``.
+        self.head = b""
+        self.head_run: str | None = ""
         self._on_state: Any = None
 
     # -- SessionRef (what a runtime sees) ---------------------------------------------

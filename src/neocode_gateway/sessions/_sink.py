@@ -23,14 +23,18 @@ EMIT_HIGH_WATER: Final = 1024
 class Sink:
     """The :class:`~neocode_gateway.runtime.RunSink` of one run."""
 
-    __slots__ = ("_core", "_run", "_session")
+    __slots__ = ("_append", "_core", "_log", "_run", "_run_id", "_session")
 
     def __init__(self, core: SessionCore, run: Run) -> None:
         self._core = core
         self._run = run
+        self._run_id = run.id
         self._session = run.session
+        self._log = core.log
+        self._append = core.log.append
 
     async def emit(self, data: dict[str, Any]) -> None:
+        """Log one progress event (the hot path: a few lookups, one append)."""
         run = self._run
         if run.ended:
             log.debug("run %s: an event after the run ended was ignored", run.id)
@@ -40,12 +44,12 @@ class Sink:
             data = {"kind": "other", "update": data}
         elif kind == "session_info":
             self._session_info(data)
-        core = self._core
-        core.log.append(self._session, run.id, "run_progress", data)
-        if core.log.waiting >= EMIT_HIGH_WATER:
-            await core.journal.wait_committed()
-            while core.journal.failing and not run.ended:
-                await core.journal.wait_committed()  # held until the log takes events again
+        self._append(self._session, self._run_id, "run_progress", data)
+        if self._log.waiting >= EMIT_HIGH_WATER:
+            journal = self._core.journal
+            await journal.wait_committed()
+            while journal.failing and not run.ended:
+                await journal.wait_committed()  # held until the log takes events again
 
     def _session_info(self, data: dict[str, Any]) -> None:
         session = self._session

@@ -1,10 +1,11 @@
 """The durable event log: sessions, events, runs and permission requests in SQLite."""
 
 from neocode_gateway.store._rows import EventRow, PermissionRow, RunRow, SessionRow, WriteBatch
-from neocode_gateway.store._sqlite import DB_NAME, SCHEMA_VERSION, Store
+from neocode_gateway.store._sqlite import DB_NAME, MIGRATIONS, SCHEMA_VERSION, Store
 
 __all__ = [
     "DB_NAME",
+    "MIGRATIONS",
     "SCHEMA_VERSION",
     "EventRow",
     "PermissionRow",
