@@ -16,7 +16,14 @@ import msgspec
 import pytest
 
 from neocode_gateway.dispatch import Dispatcher, install
-from neocode_gateway.runtime import EchoRuntime, RunInput, RunSink, RuntimeSet, SessionRef
+from neocode_gateway.runtime import (
+    CompactResult,
+    EchoRuntime,
+    RunInput,
+    RunSink,
+    RuntimeSet,
+    SessionRef,
+)
 from neocode_gateway.server import Server, ServerConfig
 from neocode_gateway.sessions import CoreConfig, SessionCore
 from neocode_gateway.store import Store
@@ -50,6 +57,10 @@ class _Hand(EchoRuntime):
     async def check_mode(self, session: SessionRef, mode: str) -> None:
         self.checking.set()
         await self.gate.wait()
+
+    async def compact(self, session: SessionRef) -> CompactResult:
+        await self.gate.wait()
+        return await super().compact(session)
 
     async def prompt(self, session: SessionRef, run: RunInput, sink: RunSink) -> str:
         if self.bad_event:
@@ -145,6 +156,40 @@ def test_a_client_gone_during_the_mode_check_leaves_the_session_idle(
             assert frames[0]["type"] == "ack"
             assert frames[-1]["payload"]["event_type"] == "run_done"
             assert core.status()["active_runs"] == 0
+            writer.close()
+        finally:
+            await _stop(store, core, server, listener)
+
+    run(scenario())
+
+
+# -- fault 5: events do not wait behind a slow answer ----------------------------------------
+
+
+def test_events_flow_while_another_sessions_compact_is_answered(run: Runner, work: Path) -> None:
+    async def scenario() -> None:
+        hand = _Hand()
+        hand.slow_interval = 0.02
+        store, core, server, listener = await _serve(work, hand, slow_consumer_seconds=1.0)
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
+            writer.write(_line(action="run", request_id="other", input_text="hi"))
+            other = (await _read_until(reader, _ended))[0]["session_id"]
+            writer.write(_line(action="run", request_id="live", input_text="/slow 150"))
+            await _read_until(reader, lambda f: f.get("request_id") == "live")
+            writer.write(_line(action="compact", request_id="c", session_id=other))
+            # The compact takes 2 s (longer than the slow-consumer age of 1 s here):
+            # the live run's events keep coming meanwhile, and nobody is cut.
+            loop = asyncio.get_running_loop()
+            gate_at = loop.time() + 2.0
+            loop.call_later(2.0, hand.gate.set)
+            frames = await _read_until(reader, lambda f: f.get("request_id") == "c")
+            early = [f for f in frames if f["type"] == "event"]
+            assert len(early) > 50, "events waited behind the compact answer"
+            assert frames[-1]["type"] == "ack"
+            assert loop.time() >= gate_at - 0.05
+            rest = await _read_until(reader, _ended)
+            assert not [f for f in frames + rest if f["type"] == "error"]
             writer.close()
         finally:
             await _stop(store, core, server, listener)
