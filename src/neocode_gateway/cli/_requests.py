@@ -32,14 +32,47 @@ if TYPE_CHECKING:
 
 
 def _sessions_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "what",
+        nargs="?",
+        choices=("list", "new", "delete"),
+        default="list",
+        help="list (the default), new (a session without a run), delete ID",
+    )
+    parser.add_argument("session", nargs="?", help="the session to delete")
     parser.add_argument("--limit", metavar="N", type=positive_int, default=20, help="(default 20)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per session")
+    parser.add_argument("--agent", metavar="NAME", help="new: the agent (default: the gateway's)")
+    parser.add_argument("--mode", metavar="MODE", help="new: the agent's session mode")
+    parser.add_argument("--workdir", metavar="DIR", help="new: the working directory (default .)")
+    parser.add_argument("--title", metavar="TEXT", help="new: the session's title")
+    parser.add_argument(
+        "--mcp-servers",
+        metavar="FILE",
+        help="new: a JSON file with the list of MCP servers to give the agent",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON")
     add_address_flags(parser)
-    describe(parser, "  neocode-gateway sessions\n  neocode-gateway sessions --json --limit 100")
+    describe(
+        parser,
+        "  neocode-gateway sessions\n"
+        "  neocode-gateway sessions --json --limit 100\n"
+        "  neocode-gateway sessions new --agent claude --workdir ~/code/app\n"
+        "  neocode-gateway sessions delete s_01JDX...",
+    )
 
 
 def run_sessions(options: argparse.Namespace, prog: str) -> int:
-    """``neocode-gateway sessions``: the most recent sessions."""
+    """``neocode-gateway sessions [new|delete]``: list, create or delete sessions."""
+    if options.what == "new":
+        from neocode_gateway.cli._session_admin import run_new
+
+        return run_new(options, prog)
+    if options.what == "delete":
+        from neocode_gateway.cli._session_admin import run_delete
+
+        return run_delete(options, prog)
+    if options.session:
+        return fail(prog, f"unexpected argument {options.session!r} (did you mean: delete?)", 2)
 
     def body() -> int:
         sessions: list[dict[str, Any]] = []

@@ -593,6 +593,35 @@ class AsyncGatewayClient:
             if not cursor:
                 return
 
+    async def create_session(
+        self,
+        *,
+        workdir: str | None = None,
+        agent: str | None = None,
+        mode: str | None = None,
+        title: str | None = None,
+        mcp_servers: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """A session without a run (contract v1.2); its fields as ``list_sessions`` has them."""
+        payload = {
+            k: v
+            for k, v in (
+                ("agent", agent),
+                ("mode", mode),
+                ("title", title),
+                ("mcp_servers", mcp_servers),
+            )
+            if v is not None
+        }
+        frame: dict[str, Any] = {"action": "create_session", "payload": payload}
+        if workdir is not None:
+            frame["workdir"] = workdir
+        return _payload(await self._ack(frame))
+
+    async def delete_session(self, session_id: str) -> dict[str, Any]:
+        """Delete a session, its log, runs and permission requests (contract v1.2)."""
+        return _payload(await self._ack({"action": "delete_session", "session_id": session_id}))
+
     async def compact(self, session_id: str) -> dict[str, Any]:
         """Ask the session's agent to compact its context."""
         return _payload(await self._ack({"action": "compact", "session_id": session_id}))

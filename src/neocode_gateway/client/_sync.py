@@ -266,6 +266,15 @@ class GatewayClient:
         """A session and its transcript."""
         return self._run(self._client.load_session(session_id))
 
+    def create_session(self, **options: Any) -> dict[str, Any]:
+        """A session without a run (``workdir``, ``agent``, ``mode``, ``title``,
+        ``mcp_servers``)."""
+        return self._run(self._client.create_session(**options))
+
+    def delete_session(self, session_id: str) -> dict[str, Any]:
+        """Delete a session and its log."""
+        return self._run(self._client.delete_session(session_id))
+
     def compact(self, session_id: str) -> dict[str, Any]:
         """Compact a session's context."""
         return self._run(self._client.compact(session_id))

@@ -43,3 +43,5 @@ def install(
     dispatcher.register("compact", core.compact)
     dispatcher.register("bind_stream", core.bind_stream)
     dispatcher.register("unbind_stream", core.unbind_stream)
+    dispatcher.register("create_session", core.create_session)
+    dispatcher.register("delete_session", core.delete_session)

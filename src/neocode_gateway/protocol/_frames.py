@@ -28,6 +28,9 @@ ACTIONS: Final = (
     "bind_stream",
     "unbind_stream",
     "status",
+    # v1.2
+    "create_session",
+    "delete_session",
 )
 #: The v1 actions (``--runtime none`` answers the others but ``status`` with unsupported_action).
 V1_ACTIONS: Final = ACTIONS[:7]

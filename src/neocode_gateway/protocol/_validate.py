@@ -50,6 +50,8 @@ PAYLOAD_FIELDS: Final[dict[str, frozenset[str]]] = {
     "bind_stream": frozenset({"after_seq"}),
     "unbind_stream": frozenset(),
     "resolve_permission": frozenset({"request_id", "decision", "option_id"}),
+    "create_session": frozenset({"agent", "mode", "title", "mcp_servers"}),
+    "delete_session": frozenset(),
 }
 #: Stands for a payload that is not a JSON object (each action refuses it in its words).
 _NOT_AN_OBJECT: Final[list[Any]] = []
@@ -242,7 +244,7 @@ def validate(frame: Frame) -> None:
         raise FrameError(
             c.INVALID_FRAME, c.MSG_ONLY_REQUESTS, action=action, request_id=frame.request_id
         )
-    if action is None or action in ("ping", "cancel", "list_sessions", "status"):
+    if action is None or action in ("ping", "cancel", "list_sessions", "status", "create_session"):
         if action is None:
             raise _missing(frame, "action")
         return
@@ -251,7 +253,7 @@ def validate(frame: Frame) -> None:
     if action == "run":
         if _blank(frame.input_text) and not frame.input_parts:
             raise _missing(frame, "input_text_or_input_parts")
-    elif action in ("compact", "load_session"):
+    elif action in ("compact", "load_session", "delete_session"):
         if _blank(frame.session_id):
             raise _missing(frame, "session_id")
     elif action in ("bind_stream", "unbind_stream"):

@@ -113,12 +113,7 @@ class SessionCache:
 
     def _from_row(self, row: SessionRow) -> Session:
         runtime = self._runtimes.get(row.agent) or MissingRuntime(row.agent)
-        state: dict[str, Any] = {}
-        if row.runtime_state:
-            with contextlib.suppress(msgspec.DecodeError):
-                decoded = msgspec.json.decode(row.runtime_state)
-                if isinstance(decoded, dict):
-                    state = decoded
+        state = _json_object(row.runtime_state)
         session = Session(
             row.id,
             row.title,
@@ -131,9 +126,37 @@ class SessionCache:
             first_seq=row.first_seq,
             mode=row.mode,
             state=state,
+            options=_json_object(row.options),
         )
         session._on_state = self._on_state
         return session
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    if text:
+        with contextlib.suppress(msgspec.DecodeError):
+            decoded = msgspec.json.decode(text)
+            if isinstance(decoded, dict):
+                return decoded
+    return {}
+
+
+def session_row(session: Session) -> SessionRow:
+    """A new session's row, as it is first stored."""
+    return SessionRow(
+        id=session.id,
+        title=session.title,
+        workdir=session.workdir,
+        agent=session.agent,
+        created_at=session.created_at,
+        updated_at=session.updated_at,
+        last_seq=0,
+        first_seq=1,
+        active_run_id=None,
+        mode=session.mode,
+        runtime_state=msgspec.json.encode(session.state).decode() if session.state else None,
+        options=msgspec.json.encode(session.options).decode() if session.options else None,
+    )
 
 
 class MissingRuntime:

@@ -15,6 +15,7 @@ module                    owns
 ``_permissions``          permission requests, decisions, timeouts
 ``_streams``              bind/unbind, replay, answers before events, slow consumers
 ``_queries``              list_sessions, load_session, compact, status
+``_lifecycle``            create_session and delete_session (v1.2)
 ========================  ======================================================
 
 The core is given a :class:`~neocode_gateway.store.Store`, the runtimes, and
@@ -46,6 +47,7 @@ from neocode_gateway.protocol import Frame
 from neocode_gateway.runtime import RuntimeSet
 from neocode_gateway.sessions._cache import MAX_CACHED_SESSIONS, SessionCache
 from neocode_gateway.sessions._journal import Journal
+from neocode_gateway.sessions._lifecycle import Lifecycle
 from neocode_gateway.sessions._log import EventLog
 from neocode_gateway.sessions._model import Session
 from neocode_gateway.sessions._permissions import Permissions
@@ -106,6 +108,7 @@ class SessionCore:
         self.permissions = Permissions(self)
         self.streams = Streams(self)
         self.queries = Queries(self)
+        self.lifecycle = Lifecycle(self)
         self._journal: Journal | None = None
         self._log: EventLog | None = None
         self.stopping = False
@@ -205,6 +208,14 @@ class SessionCore:
     def compact(self, frame: Frame, sub: Subscriber) -> Answer:
         """``compact``: ask the session's runtime to compact its context."""
         return self._handle(frame, sub, self.queries.compact)
+
+    def create_session(self, frame: Frame, sub: Subscriber) -> Answer:
+        """``create_session`` (v1.2): a session without a run."""
+        return self._handle(frame, sub, self.lifecycle.create_session)
+
+    def delete_session(self, frame: Frame, sub: Subscriber) -> Answer:
+        """``delete_session`` (v1.2): a session and its log."""
+        return self._handle(frame, sub, self.lifecycle.delete_session)
 
     def status(self) -> dict[str, Any]:
         """The core's part of the ``status`` ack."""

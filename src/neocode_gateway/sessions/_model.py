@@ -37,6 +37,7 @@ class Session:
         "id",
         "last_seq",
         "mode",
+        "options",
         "runtime",
         "state",
         "title",
@@ -57,6 +58,7 @@ class Session:
         first_seq: int = 1,
         mode: str | None = None,
         state: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         self.id = session_id
         self.title = title
@@ -70,6 +72,8 @@ class Session:
         self.first_seq = first_seq
         self.mode = mode
         self.state: dict[str, Any] = dict(state or {})
+        #: What the session was created with for its agent (``mcp_servers``): contract v1.2.
+        self.options: dict[str, Any] = dict(options or {})
         self.active_run: Run | None = None
         self.busy = False  # compacting
         self.bindings: dict[Subscriber, Binding] = {}
@@ -84,6 +88,12 @@ class Session:
     def evictable(self) -> bool:
         """Whether nothing holds the session in memory (no run, compaction or binding)."""
         return self.active_run is None and not self.busy and not self.bindings
+
+    @property
+    def mcp_servers(self) -> list[dict[str, Any]]:
+        """The MCP servers to give the agent (``create_session``'s ``mcp_servers``)."""
+        servers = self.options.get("mcp_servers")
+        return list(servers) if isinstance(servers, list) else []
 
     @property
     def runtime_state(self) -> Mapping[str, Any]:
@@ -120,6 +130,7 @@ class Run:
         "cancel_requested",
         "cancel_timer",
         "ended",
+        "explicit_mode",
         "failure",
         "id",
         "input",
@@ -134,6 +145,8 @@ class Run:
         self.input = run_input
         self.task: asyncio.Task[None] | None = None
         self.cancel_requested = False
+        #: Whether the client asked for ``input.mode`` (else it is the session's own).
+        self.explicit_mode = False
         self.cancel_timer: asyncio.TimerHandle | None = None
         self.ended = False
         #: Set when the run must end with runtime_error for a reason of the gateway's.

@@ -159,10 +159,11 @@ class Queries:
         """``compact``: ask the session's runtime to compact its context."""
         session = self._core.cache.require(frame.session_id)
         check_idle(session)
-        session.busy = True
         return self._compact(frame, session)
 
     async def _compact(self, frame: Frame, session: Session) -> bytes:
+        check_idle(session)  # again, and busy, in the first step (see Runs._accept)
+        session.busy = True
         try:
             result = await session.runtime.compact(session)
         except CompactUnsupported:

@@ -31,13 +31,14 @@ from neocode_gateway.protocol import (
     codes,
 )
 from neocode_gateway.runtime import CANCELLED, RunInput
+from neocode_gateway.sessions._cache import session_row
 from neocode_gateway.sessions._ids import new_id
 from neocode_gateway.sessions._model import Run, Session
 from neocode_gateway.sessions._sink import Sink
 from neocode_gateway.sessions._streams import AnswerHold
 from neocode_gateway.sessions._subscriber import Subscriber
 from neocode_gateway.sessions._wire import RequestError, ack, opt_str, payload_of, title_of
-from neocode_gateway.store import RunRow, SessionRow
+from neocode_gateway.store import RunRow
 
 if TYPE_CHECKING:
     from neocode_gateway.sessions._core import SessionCore
@@ -67,9 +68,9 @@ class Runs:
         payload = payload_of(frame)
         agent = opt_str(payload, "agent")
         mode = opt_str(payload, "mode")
-        workdir = _workdir(frame.workdir)
+        workdir = workdir_of(frame.workdir)
         if core.journal.failing:
-            raise RequestError(INTERNAL_ERROR, _log_down(core))
+            raise RequestError(INTERNAL_ERROR, log_down(core))
         if frame.session_id:
             session = core.cache.require(frame.session_id)
             if workdir is not None and workdir != session.workdir:
@@ -102,19 +103,26 @@ class Runs:
                 run_id=run_id,
                 text=frame.input_text,
                 parts=tuple(frame.input_parts or ()),
-                mode=mode,
+                # A session created with a mode (v1.2) has its agent switched to it at runs
+                # that ask for none.
+                mode=mode or session.mode,
             ),
         )
-        session.active_run = run  # the reservation: a second run is refused from now on
+        run.explicit_mode = mode is not None
         return self._accept(frame, sub, run, new, core.streams.hold_answer(sub))
 
     async def _accept(
         self, frame: Frame, sub: Subscriber, run: Run, new: bool, hold: AnswerHold
     ) -> bytes:
         session = run.session
+        # The reservation is taken in the coroutine's first step, not by the handler: a
+        # coroutine cancelled before it starts (its client gone at once) runs no cleanup.
+        if not new:
+            check_idle(session)
+        session.active_run = run  # a second run is refused from now on
         try:
-            if run.input.mode is not None:
-                await _check_mode(session, run.input.mode)
+            if run.explicit_mode and run.input.mode is not None:
+                await check_mode(session, run.input.mode)
             if sub.closed:
                 raise RequestError(INTERNAL_ERROR, "connection closed")
         except BaseException:  # a refusal, a failure, or the client gone (CancelledError)
@@ -144,11 +152,11 @@ class Runs:
             if frame.input_parts:
                 data["input_parts"] = msgspec.to_builtins(frame.input_parts)
             data["workdir"] = session.workdir
-            if run.input.mode:
+            if run.explicit_mode and run.input.mode:
                 data["mode"] = run.input.mode
             if new:
                 core.cache.add(session)
-                core.journal.session(_session_row(session))
+                core.journal.session(session_row(session))
             core.journal.run(
                 RunRow(
                     session_id=session.id,
@@ -174,7 +182,7 @@ class Runs:
             if new:
                 core.cache.remove(session.id)
             self._release(run)
-            raise RequestError(INTERNAL_ERROR, _log_down(core))
+            raise RequestError(INTERNAL_ERROR, log_down(core))
         self.active[(session.id, run.id)] = run
         run.task = asyncio.get_running_loop().create_task(
             self._drive(run), name=f"run {session.id}/{run.id}"
@@ -338,7 +346,7 @@ def check_idle(session: Session) -> None:
         raise RequestError(CONFLICT, codes.MSG_RUN_ACTIVE)
 
 
-async def _check_mode(session: Session, mode: str) -> None:
+async def check_mode(session: Session, mode: str) -> None:
     try:
         await session.runtime.check_mode(session, mode)
     except ModeUnknown:
@@ -350,7 +358,7 @@ async def _check_mode(session: Session, mode: str) -> None:
         raise RequestError(INTERNAL_ERROR, f"the agent failed: {exc}") from None
 
 
-def _workdir(workdir: str | None) -> str | None:
+def workdir_of(workdir: str | None) -> str | None:
     if workdir is None:
         return None
     if not os.path.isabs(workdir) or not os.path.isdir(workdir):
@@ -358,22 +366,6 @@ def _workdir(workdir: str | None) -> str | None:
     return os.path.realpath(workdir)
 
 
-def _log_down(core: SessionCore) -> str:
+def log_down(core: SessionCore) -> str:
     error = core.journal.last_error
     return f"the event log cannot be written ({error}); try again later"
-
-
-def _session_row(session: Session) -> SessionRow:
-    return SessionRow(
-        id=session.id,
-        title=session.title,
-        workdir=session.workdir,
-        agent=session.agent,
-        created_at=session.created_at,
-        updated_at=session.updated_at,
-        last_seq=0,
-        first_seq=1,
-        active_run_id=None,
-        mode=session.mode,
-        runtime_state=msgspec.json.encode(session.state).decode() if session.state else None,
-    )

@@ -20,6 +20,7 @@ class SessionRow(NamedTuple):
     active_run_id: str | None
     mode: str | None
     runtime_state: str | None  # JSON text, the runtime's own
+    options: str | None = None  # JSON text: what the session was created with (mcp_servers)
 
 
 class EventRow(NamedTuple):

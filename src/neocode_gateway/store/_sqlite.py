@@ -84,11 +84,24 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ) WITHOUT ROWID;
     CREATE INDEX permissions_pending ON permissions (state) WHERE state = 'pending';
     """,
+    # v1.2: what a session was created with for its agent (MCP servers), as JSON.
+    """
+    ALTER TABLE sessions ADD COLUMN options TEXT;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _SESSION_COLUMNS: Final = frozenset(
-    {"title", "updated_at", "last_seq", "first_seq", "active_run_id", "mode", "runtime_state"}
+    {
+        "title",
+        "updated_at",
+        "last_seq",
+        "first_seq",
+        "active_run_id",
+        "mode",
+        "runtime_state",
+        "options",
+    }
 )
 _RUN_COLUMNS: Final = frozenset({"state", "ended_seq"})
 _PERMISSION_COLUMNS: Final = frozenset(
@@ -96,7 +109,7 @@ _PERMISSION_COLUMNS: Final = frozenset(
 )
 _SESSION_SELECT: Final = (
     "SELECT id, title, workdir, agent, created_at, updated_at, last_seq, first_seq, "
-    "active_run_id, mode, runtime_state FROM sessions"
+    "active_run_id, mode, runtime_state, options FROM sessions"
 )
 
 
@@ -181,7 +194,7 @@ class Store:
             try:
                 if batch.new_sessions:
                     con.executemany(
-                        "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?)", batch.new_sessions
+                        "INSERT INTO sessions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", batch.new_sessions
                     )
                 if batch.new_runs:
                     con.executemany("INSERT INTO runs VALUES (?,?,?,?,?,?)", batch.new_runs)
@@ -228,6 +241,18 @@ class Store:
     def void_pending_permissions(self) -> int:
         """Mark every ``pending`` permission request ``void``; return how many."""
         return self._write("UPDATE permissions SET state = 'void' WHERE state = 'pending'")
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete a session with its events, runs and permission requests, in one
+        transaction; ``False`` if there was no such session."""
+        try:
+            with self._con_transaction():
+                con = self._con
+                for table in ("events", "runs", "permissions"):
+                    con.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+                return con.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {_reason(exc)}") from exc
 
     def sessions_with_events_before(self, ts: str) -> list[str]:
         """The sessions whose oldest kept event was logged before ``ts`` (one query: each
