@@ -147,8 +147,8 @@ class SessionCore:
     def events_logged(self) -> int:
         return self._log.events_logged if self._log is not None else 0
 
-    def _committed(self, pending: list[Any]) -> None:
-        self.log.committed(pending)
+    def _committed(self, pending: list[Any], single: bool) -> None:
+        self.log.committed(pending, single)
 
     def _state_saved(self, session: Session) -> None:
         self.journal.update_session(

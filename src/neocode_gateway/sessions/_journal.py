@@ -44,6 +44,7 @@ class Journal:
         "_loop",
         "_on_committed",
         "_scheduled",
+        "_sessions",
         "_store",
         "_waiters",
         "commits",
@@ -55,13 +56,15 @@ class Journal:
         self,
         store: Store,
         loop: asyncio.AbstractEventLoop,
-        on_committed: Callable[[list[Pending]], None],
+        on_committed: Callable[[list[Pending], bool], None],
     ) -> None:
         self._store = store
         self._loop = loop
         self._on_committed = on_committed
         self._batch = WriteBatch()
         self._events = self._batch.events
+        #: The sessions with events in the batch (a burst is nearly always one).
+        self._sessions: set[str] = set()
         self._scheduled = False
         self._waiters: list[asyncio.Future[bool]] = []
         self._delay = RETRY_FIRST
@@ -98,8 +101,15 @@ class Journal:
             self._scheduled = True
             self._loop.call_soon(self.flush)
         events = self._events
+        if not events or row.session_id != events[-1].session_id:
+            self._sessions.add(row.session_id)
         events.append(row)
         return len(events)
+
+    @property
+    def starting(self) -> bool:
+        """Whether the next record starts a new batch (a new loop turn)."""
+        return not self._scheduled
 
     def session(self, row: SessionRow) -> None:
         """Record a new session."""
@@ -147,6 +157,7 @@ class Journal:
         batch.events[:] = [
             e for e in batch.events if e.session_id != session_id or e.seq < from_seq
         ]
+        self._sessions = {e.session_id for e in batch.events}
 
     async def wait_committed(self) -> bool:
         """Wait for the next commit attempt of what is recorded now: ``True`` if it is
@@ -165,7 +176,11 @@ class Journal:
         waiters, self._waiters = self._waiters, []
         if pending:
             updates = batch.session_updates
-            for session_id, row in {row.session_id: row for row in pending}.items():
+            if len(self._sessions) == 1:
+                last = {pending[-1].session_id: pending[-1]}
+            else:
+                last = {row.session_id: row for row in pending}
+            for session_id, row in last.items():
                 fields = updates.setdefault(session_id, {})
                 fields["last_seq"] = row.seq
                 fields["updated_at"] = row.ts
@@ -188,8 +203,10 @@ class Journal:
             self._delay = RETRY_FIRST
             self._batch = WriteBatch()
             self._events = self._batch.events
+            single = len(self._sessions) == 1
+            self._sessions = set()
             if pending:
-                self._on_committed(pending)
+                self._on_committed(pending, single)
         finally:
             for waiter in waiters:
                 if not waiter.done():

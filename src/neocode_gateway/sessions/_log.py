@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from neocode_gateway.sessions._core import SessionCore
 
 log = logging.getLogger("neocode_gateway.sessions")
+#: Rows are plain tuples underneath: made without the named tuple's argument parsing.
+_row: Final = tuple.__new__
 
 #: Seconds between two passes of retention.
 RETENTION_PERIOD: Final = 3600.0
@@ -39,12 +41,14 @@ RETENTION_CHUNK: Final = 5000
 class EventLog:
     """Appends events to the journal and fans out what committed."""
 
-    __slots__ = ("_core", "_retention", "clock", "events_logged", "journal", "waiting")
+    __slots__ = ("_core", "_retention", "_ts", "clock", "events_logged", "journal", "waiting")
 
     def __init__(self, core: SessionCore, journal: Journal) -> None:
         self._core = core
         self.journal = journal
         self.clock = EventClock()
+        #: The timestamp of the batch being filled: events of one loop turn share it.
+        self._ts = ""
         #: Events recorded and not yet committed (after the last append).
         self.waiting = 0
         self.events_logged = 0
@@ -56,24 +60,37 @@ class EventLog:
         """Encode, number and record one event; it is fanned out after its commit.
 
         The hot path of every event: the frame is joined from the session's cached
-        head, and the row goes straight into the journal's batch.
+        head, and the events of one loop turn (one batch, committed together) share
+        one timestamp, read when the batch starts.
         """
+        journal = self.journal
+        if journal.starting or not self._ts:
+            self._ts = self.clock.now()
+        ts = self._ts
         seq = session.last_seq + 1
-        ts = self.clock.now()
         if session.head_run != run_id or not session.head:
             session.head = event_head(session.id, run_id)
             session.head_run = run_id
         frame = encode_event_after(session.head, seq, event_type, ts, data)  # may raise
         session.last_seq = seq
-        self.waiting = self.journal.event(EventRow(session.id, seq, run_id, event_type, ts, frame))
+        self.waiting = journal.event(
+            _row(EventRow, (session.id, seq, run_id, event_type, ts, frame))
+        )
         session.updated_at = ts
         self.events_logged += 1
         return seq
 
-    def committed(self, pending: list[Pending]) -> None:
+    def committed(self, pending: list[Pending], single: bool = False) -> None:
         """Committed events: each session's run of them goes to its live bindings."""
         cache = self._core.cache
         deliver = self._core.streams.deliver
+        if single:  # one session's events (a burst): no grouping to do
+            session = cache.peek(pending[0].session_id)
+            if session is not None:
+                session.committed_seq = pending[-1].seq
+                if session.bindings:
+                    deliver(session, pending)
+            return
         start = 0
         count = len(pending)
         while start < count:
