@@ -33,13 +33,14 @@ class LineFramer:
         self.max_frame_bytes = max_frame_bytes
         # A line may carry one extra byte, the "\r" of a "\r\n" terminator.
         self._limit = max_frame_bytes + 1
-        self._partial = bytearray()
+        #: An incomplete line, only while there is one (an idle connection holds no buffer).
+        self._partial: bytearray | None = None
         self.overflowed = False
 
     @property
     def buffered(self) -> int:
         """Bytes of an incomplete line held so far."""
-        return len(self._partial)
+        return len(self._partial) if self._partial is not None else 0
 
     def _too_long(self, line: bytes | bytearray) -> bool:
         size = len(line)
@@ -54,23 +55,27 @@ class LineFramer:
         lines = data.split(b"\n")
         tail = lines.pop()
         partial = self._partial
-        if partial and lines:
+        if partial is not None and lines:
             partial += lines[0]
             lines[0] = bytes(partial)
-            partial.clear()
+            partial = self._partial = None
         # Only a read longer than the limit (or one that completes a long partial
         # line) can hold a line that is too long: skip the per-line check otherwise.
         if len(data) > self.max_frame_bytes or (lines and len(lines[0]) > self.max_frame_bytes):
             for index, line in enumerate(lines):
                 if len(line) > self.max_frame_bytes and self._too_long(line):
                     self.overflowed = True
-                    partial.clear()
+                    self._partial = None
                     return [x for x in lines[:index] if x.strip(_BLANKS)]
-        partial += tail
-        # Fail as soon as the partial line cannot fit, instead of buffering to the newline.
-        if len(partial) > self._limit:
-            self.overflowed = True
-            partial.clear()
+        if tail:
+            if partial is None:
+                partial = self._partial = bytearray(tail)
+            else:
+                partial += tail
+            # Fail as soon as the partial line cannot fit, instead of buffering to the newline.
+            if len(partial) > self._limit:
+                self.overflowed = True
+                self._partial = None
         for line in lines:
             if not line.strip(_BLANKS):  # rare: drop blank lines
                 return [x for x in lines if x.strip(_BLANKS)]
@@ -81,7 +86,7 @@ class LineFramer:
         if self.overflowed or not self._partial:
             return None
         line = bytes(self._partial)
-        self._partial.clear()
+        self._partial = None
         if self._too_long(line):
             self.overflowed = True
             return None
