@@ -109,27 +109,29 @@ def parse_frame(line: bytes) -> Frame:
     ):
         raise _invalid_json()
     raw = frame.payload
-    if len(raw) > 4 and (
-        _LONG_DIGITS.search(line) is not None or _BIG_EXPONENT.search(line) is not None
-    ):
-        # Only then can the payload hold a number no 64-bit peer reads (a huge integer,
-        # a float out of range): decode it whole to find out.
-        try:
-            if _has_huge_int(_value_decoder.decode(raw)):
-                raise _invalid_json()
-        except (msgspec.DecodeError, RecursionError):
-            raise _invalid_json() from None
-    request: Frame = frame
-    request.payload = _read_payload(frame.action, raw)
-    validate(request)
-    return request
+    if raw:
+        if len(raw) > 4 and (
+            _LONG_DIGITS.search(line) is not None or _BIG_EXPONENT.search(line) is not None
+        ):
+            # Only then can the payload hold a number no 64-bit peer reads (a huge
+            # integer, a float out of range): decode it whole to find out.
+            try:
+                if _has_huge_int(_value_decoder.decode(raw)):
+                    raise _invalid_json()
+            except (msgspec.DecodeError, RecursionError):
+                raise _invalid_json() from None
+        frame.payload = _read_payload(frame.action, raw)
+    else:
+        frame.payload = None  # type: ignore[assignment]
+    validate(frame)
+    return frame
 
 
 def _read_payload(action: str | None, raw: msgspec.Raw) -> Any:
     """The payload fields ``action`` reads, decoded; ``None`` when it reads none or none
     was sent; a stand-in for a payload that is not an object."""
     wanted = PAYLOAD_FIELDS.get(action or "")
-    if wanted is None or not raw or bytes(memoryview(raw)[:4]) == b"null":
+    if wanted is None or bytes(memoryview(raw)[:4]) == b"null":
         return None
     try:
         fields = _fields_decoder.decode(raw)

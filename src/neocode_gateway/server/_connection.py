@@ -140,14 +140,18 @@ class Connection(Outbound, asyncio.Protocol):
         try:
             result = self._handler(frame, self)
         except Exception:
-            self._server.handler_failed(frame.action)
-            result = encode_error(
-                INTERNAL_ERROR, codes.MSG_INTERNAL, action=frame.action, request_id=frame.request_id
-            )
+            result = self._failed(frame)
         finally:
             self._answering = False
         callbacks, self._current = self._current, None
         return result, callbacks
+
+    def _failed(self, frame: Frame) -> bytes:
+        """A handler raised: log it (rate-limited) and answer ``internal_error``."""
+        self._server.handler_failed(frame.action)
+        return encode_error(
+            INTERNAL_ERROR, codes.MSG_INTERNAL, action=frame.action, request_id=frame.request_id
+        )
 
     def _answer_one(self, line: bytes) -> bool:
         """The fast path: one valid frame in a read, nothing queued. ``False``: use ``_answer``.
@@ -215,9 +219,12 @@ class Connection(Outbound, asyncio.Protocol):
         if len(lines) > MAX_BATCH_FRAMES:
             self._backlog_extend(lines[MAX_BATCH_FRAMES:])
             lines = lines[:MAX_BATCH_FRAMES]
+        batch = None
         if not self._answers and not self._pushed and not self._paused:
-            self._batch = []
+            batch = self._batch = []
+        handler = self._handler
         size = 0
+        self._answering = True
         try:
             for index, line in enumerate(lines):
                 size += len(line)
@@ -235,11 +242,24 @@ class Connection(Outbound, asyncio.Protocol):
                         return
                     continue
                 start = time.perf_counter() if self._debug else 0.0
-                result, callbacks = self._call(frame)
+                # The handler is called inline (this loop is the pipelined hot path);
+                # what it asks to run after its answer goes with that answer.
+                try:
+                    result = handler(frame, self)
+                except Exception:
+                    result = self._failed(frame)
+                callbacks = self._current
+                if callbacks is not None:
+                    self._current = None
                 if type(result) is bytes:
                     if self._debug:
                         self._log_request(frame, result, start)
-                    self._respond(result, callbacks)
+                    if batch is not None and not self._answers and not self._pushed:
+                        batch.append(result)
+                        if callbacks:
+                            self._defer_to_batch(callbacks)
+                    else:
+                        self._respond(result, callbacks)
                 else:
                     self._reserve(result, frame, start, callbacks)  # type: ignore[arg-type]
                 if size > MAX_BATCH_BYTES and index + 1 < len(lines):
@@ -249,6 +269,7 @@ class Connection(Outbound, asyncio.Protocol):
                     self._backlog.extendleft(reversed(lines[index + 1 :]))
                     break
         finally:
+            self._answering = False
             self._flush_batch()
             if self._close_when_flushed and not self._answers and not self._pushed:
                 self._close_now()  # closing was asked for while this read was answered

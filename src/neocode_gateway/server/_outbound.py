@@ -153,9 +153,7 @@ class Outbound:
         if batch is not None and not self._answers and not self._pushed:
             batch.append(data)
             if callbacks:
-                if self._batch_callbacks is None:
-                    self._batch_callbacks = []
-                self._batch_callbacks.extend(callbacks)
+                self._defer_to_batch(callbacks)
             return
         self._owed += 1
         self._owed_bytes += len(data)
@@ -177,6 +175,12 @@ class Outbound:
                 self._pushed = deque()
             self._pushed.append(_Chunk(data, _ANSWER, None))
         _run(callbacks)
+
+    def _defer_to_batch(self, callbacks: list[Callback]) -> None:
+        """Callbacks of an answer in the batch: run when the batch is written."""
+        if self._batch_callbacks is None:
+            self._batch_callbacks = []
+        self._batch_callbacks.extend(callbacks)
 
     def _reserve_slot(
         self, future: asyncio.Future[bytes], callbacks: list[Callback] | None
