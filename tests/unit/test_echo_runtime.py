@@ -294,3 +294,28 @@ def test_wait_says_the_run_waits_for_the_model_first() -> None:
     ]
     with pytest.raises(RunFailed, match="needs a number"):
         run("/wait x", FakeSink())
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "paths", "command"),
+    [
+        ("/ask read src/x.py", "read", ["/tmp/src/x.py"], None),
+        ("/ask edit /etc/passwd", "edit", ["/etc/passwd"], None),
+        ("/ask delete .env", "delete", ["/tmp/.env"], None),
+        ("please /ask execute git push origin main", "execute", [], "git push origin main"),
+        ("/ask think", "think", [], None),
+        ("hello /ask", "execute", [], "echo hello"),
+        ("/ask read", "execute", [], "echo read"),  # a kind without its path: plain /ask
+    ],
+)
+def test_ask_for_a_tool_kind(text: str, kind: str, paths: list[str], command: str | None) -> None:
+    sink = FakeSink("allow_once")
+    run(text, sink)
+    (tool_call, _options) = sink.asked[0]
+    assert tool_call["tool_kind"] == kind
+    assert [loc["path"] for loc in tool_call.get("locations", [])] == paths
+    assert tool_call.get("raw_input", {}).get("command") == command
+    update = next(e for e in sink.events if e["kind"] == "tool_call_update")
+    assert update["status"] == "completed"
+    if kind == "execute":
+        assert update["raw_output"]["stdout"].strip() == (command or "").removeprefix("echo ")

@@ -10,7 +10,10 @@ word. What they add, in this order:
 ``/plan``       a ``plan`` of three entries, whose statuses then advance
 ``/ask``        a ``tool_call`` (``execute``) and a ``permission_request`` with four
                 options (one of each kind); the tool call then completes (allowed)
-                or fails (rejected)
+                or fails (rejected). ``/ask KIND ...`` asks for that tool kind:
+                ``/ask read PATH``, ``/ask edit PATH`` (any file kind: the next word
+                is the path, relative to the workdir or absolute), ``/ask execute
+                WORD...`` (the rest of the input is the command line)
 ``/wait N``     first a ``phase`` ``waiting_for_model`` (contract v1.2), then N x 100 ms
                 of silence (at most 10,000) before the answer, as a slow model; cancelable
 ``/slow N``     N chunks, 100 ms apart (at most 10,000), on a line of their own after
@@ -123,7 +126,7 @@ class EchoRuntime:
                 await self.check_mode(session, run.mode)
                 state.mode = run.mode
                 await sink.emit({"kind": "session_info", "mode": run.mode})
-            out = await self._answer(state, text, words, sink)
+            out = await self._answer(state, text, words, sink, session.workdir)
         except _Canceled:
             return CANCELLED
         state.history.append(text)
@@ -131,7 +134,7 @@ class EchoRuntime:
         return "end_turn"
 
     async def _answer(
-        self, state: _SessionState, text: str, words: list[str], sink: RunSink
+        self, state: _SessionState, text: str, words: list[str], sink: RunSink, workdir: str
     ) -> str:
         emitted = 0
         if "/wait" in words:
@@ -149,7 +152,7 @@ class EchoRuntime:
         if plan:
             await self._emit(state, sink, _plan("completed", "in_progress", "pending"))
         if "/ask" in words:
-            await self._ask(state, words, sink)
+            await self._ask(state, words, sink, workdir)
         for index, word in enumerate(words):
             if word in LIMITS:
                 count = _count(word, words, index)
@@ -168,16 +171,10 @@ class EchoRuntime:
             raise _Canceled
         await sink.emit(data)
 
-    async def _ask(self, state: _SessionState, words: list[str], sink: RunSink) -> None:
-        command = "echo " + " ".join(w for w in words if not w.startswith("/"))[:60]
-        tool_call: dict[str, Any] = {
-            "kind": "tool_call",
-            "tool_call_id": "echo-ask-1",
-            "title": f"Run {command.strip()}",
-            "tool_kind": "execute",
-            "status": "pending",
-            "raw_input": {"command": command.strip()},
-        }
+    async def _ask(
+        self, state: _SessionState, words: list[str], sink: RunSink, workdir: str
+    ) -> None:
+        tool_call = _ask_tool_call(words, workdir)
         await self._emit(state, sink, tool_call)
         request = {k: v for k, v in tool_call.items() if k != "kind"}
         outcome = await sink.request_permission(request, OPTIONS)
@@ -189,8 +186,9 @@ class EchoRuntime:
             "tool_call_id": "echo-ask-1",
             "status": status,
         }
-        if outcome.allowed:
-            update["raw_output"] = {"stdout": command.strip()[5:] + "\n", "exit_code": 0}
+        if outcome.allowed and tool_call["tool_kind"] == "execute":
+            stdout = str(tool_call["raw_input"]["command"]).removeprefix("echo ")
+            update["raw_output"] = {"stdout": stdout + "\n", "exit_code": 0}
         await self._emit(state, sink, update)
 
     async def _wait(self, state: _SessionState, count: int, sink: RunSink) -> None:
@@ -262,3 +260,44 @@ def _plan(*statuses: str) -> dict[str, Any]:
             for step, priority, status in zip(steps, priorities, statuses, strict=True)
         ],
     }
+
+
+#: The tool kinds ``/ask KIND`` takes, and those whose argument is a path.
+_ASK_KINDS: Final = frozenset(
+    {"read", "edit", "delete", "move", "search", "execute", "think", "fetch", "other"}
+)
+_FILE_KINDS: Final = frozenset({"read", "edit", "delete", "move", "search"})
+
+
+def _ask_tool_call(words: list[str], workdir: str) -> dict[str, Any]:
+    """The tool call ``/ask`` requests: plain (an ``echo`` of the input's words) or of a
+    kind, with its path or command (what a permission policy matches on)."""
+    index = words.index("/ask")
+    kind = words[index + 1] if index + 1 < len(words) else ""
+    tool_call: dict[str, Any] = {
+        "kind": "tool_call",
+        "tool_call_id": "echo-ask-1",
+        "status": "pending",
+    }
+    if kind in _FILE_KINDS and index + 2 < len(words):
+        path = words[index + 2]
+        full = path if path.startswith("/") else f"{workdir.rstrip('/')}/{path}"
+        tool_call.update(
+            title=f"{kind.capitalize()} {path}",
+            tool_kind=kind,
+            locations=[{"path": full}],
+            raw_input={"file_path": full},
+        )
+    elif kind == "execute" and index + 2 < len(words):
+        command = " ".join(words[index + 2 :])
+        tool_call.update(
+            title=f"Run {command}", tool_kind="execute", raw_input={"command": command}
+        )
+    elif kind in _ASK_KINDS and kind not in _FILE_KINDS and kind != "execute":
+        tool_call.update(title=f"{kind.capitalize()}", tool_kind=kind, raw_input={})
+    else:
+        command = ("echo " + " ".join(w for w in words if not w.startswith("/"))[:60]).strip()
+        tool_call.update(
+            title=f"Run {command}", tool_kind="execute", raw_input={"command": command}
+        )
+    return tool_call
