@@ -200,6 +200,12 @@ def _unmatched(request: ToolRequest, items: Items) -> str:
     outside = [loc.written for loc in items.locations if not loc.inside]
     if outside:
         return f"no rule allows it ({outside[0]!r} is outside the workdir): a person is asked"
+    opaque = [part.text for part in items.parts if part.opaque]
+    if opaque:
+        return (
+            f"no rule allows it ({opaque[0]!r} redirects to a file or substitutes a command, "
+            "which only an exact rule allows): a person is asked"
+        )
     if request.kind == "execute" and not items.parts:
         return "no rule allows it (no command to match): a person is asked"
     return "no rule matches: a person is asked"

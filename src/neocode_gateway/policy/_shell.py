@@ -7,8 +7,9 @@ that knows quotes and backslashes, not a shell: what it cannot see through it
 marks **opaque** so that no wildcard allow can match it (a person is asked):
 
 * command or process substitution (``$(...)``, backticks, ``<(...)``,
-  ``>(...)``), which runs commands the pattern never saw, even inside double
-  quotes;
+  ``>(...)``), which runs commands the pattern never saw: the part around it is
+  opaque, and outside double quotes its inside (like a subshell's ``(...)``) is
+  cut out as parts of its own, so that a deny sees ``rm`` in ``echo $(rm x)``;
 * output redirection to a file (``> f``, ``>> f``), which writes files that the
   edit rules never saw; ``>/dev/null``, ``2>&1`` and the like stay transparent;
 * unbalanced quotes: then the line is cut naively at the separators (quotes
@@ -24,15 +25,21 @@ from typing import Final
 #: Redirections that write nothing: to /dev/null or to another descriptor.
 _HARMLESS_REDIRECT: Final = re.compile(r">>?\s*(?:/dev/null|&\d+|&-)(?=[\s;&|)]|\Z)")
 _NAIVE_SEPARATORS: Final = re.compile(r"\|\||&&|[;|&\n]")
-_ASSIGNMENT: Final = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]*=(?:'[^']*'|\"[^\"]*\"|[^\s'\"])*+ )+")
+_ASSIGNMENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=(?:'[^']*'|\"[^\"]*\"|[^\s'\"])*+ ")
+#: Words that only introduce the command after them (deny and ask rules look past them).
+_PREFIXES: Final = frozenset(
+    {"{", "}", "!", "if", "then", "else", "elif", "do", "while", "until", "time", "exec"}
+    | {"command", "nohup", "sudo", "builtin"}
+)
 
 
 @dataclass(frozen=True, slots=True)
 class CommandPart:
     """One simple command: its text (whitespace normalised) and whether a wildcard may allow it.
 
-    ``bare`` is the text without leading ``VAR=value`` assignments: deny and ask
-    rules are matched against both, allow rules only against ``text``.
+    ``bare`` is the text without leading ``VAR=value`` assignments and words such
+    as ``sudo``, ``then`` or ``{``: deny and ask rules are matched against both,
+    allow rules only against ``text``.
     """
 
     text: str
@@ -43,9 +50,21 @@ class CommandPart:
 def _part(chars: list[str], opaque: bool, out: list[CommandPart]) -> None:
     text = "".join(chars).strip()
     if text:
+        out.append(CommandPart(text, opaque, _bare(text)))
+
+
+def _bare(text: str) -> str:
+    """``text`` without leading assignments and prefix words: ``FOO=1 sudo rm x`` -> ``rm x``."""
+    while True:
         match = _ASSIGNMENT.match(text)
-        bare = text[match.end() :] if match else text
-        out.append(CommandPart(text, opaque, bare or text))
+        if match:
+            text = text[match.end() :]
+            continue
+        word, _, rest = text.partition(" ")
+        if word in _PREFIXES and rest:
+            text = rest
+            continue
+        return text
 
 
 def split_command(command: str) -> tuple[CommandPart, ...]:
@@ -94,9 +113,12 @@ def split_command(command: str) -> tuple[CommandPart, ...]:
         elif char == "&" and nxt != ">" and not (chars and chars[-1] in "<>"):
             _part(chars, opaque, out)  # "&": a background job, then the next command
             chars, opaque = [], False
-        elif char == "`" or (char == "$" and nxt == "(") or (char in "<>" and nxt == "("):
-            opaque = True
-            chars.append(char)
+        elif char == "`" or char in "()":
+            # A substitution or subshell: its inside is a command of its own (a deny sees it),
+            # and what it is substituted into can no longer be matched by a wildcard.
+            opaque = opaque or char == "`" or bool(chars and chars[-1] in "$<>")
+            _part(chars, opaque, out)
+            chars, opaque = [], False
         elif char == ">":
             if not _HARMLESS_REDIRECT.match(command, i):
                 opaque = True
