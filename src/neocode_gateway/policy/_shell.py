@@ -82,8 +82,9 @@ def split_command(command: str) -> tuple[CommandPart, ...]:
             if char == "'":
                 quote = ""
         elif char == "\\":
-            if nxt == "\n":  # line continuation
-                chars.append(" ")
+            if nxt == "\n":  # line continuation: a space
+                if chars and chars[-1] != " ":
+                    chars.append(" ")
             else:
                 chars.append(char + nxt)
             i += 2
