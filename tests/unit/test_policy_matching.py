@@ -64,7 +64,7 @@ def really_inside(path: str, workdir: str) -> bool:
 
 
 rules = st.one_of(
-    st.sampled_from(FILE_KINDS + ["*"]),
+    st.sampled_from([*FILE_KINDS, "*"]),
     st.builds(lambda k, g: f"{k}({g})", st.sampled_from(FILE_KINDS), st.sampled_from(GLOBS)),
 )
 paths = st.one_of(
@@ -85,6 +85,7 @@ patterns = st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(" ".join
 )
 def test_a_deny_always_wins(
     workdir: str,
+    *,
     deny: list[str],
     ask: list[str],
     allow: list[str],
