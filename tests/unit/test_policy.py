@@ -274,3 +274,18 @@ def test_explain_shows_parts_the_decision_and_near_misses(example: Policy) -> No
 @pytest.fixture(autouse=True)
 def _home(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", "/home/policy-test")
+
+
+def test_the_package_imports_only_errors_and_the_stdlib() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, neocode_gateway.policy\nprint('\\n'.join(sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.split()
+    ours = {m for m in out if m.startswith("neocode_gateway.")}
+    assert {m for m in ours if not m.startswith("neocode_gateway.policy")} == {
+        "neocode_gateway.errors"
+    }
+    assert "msgspec" not in out
