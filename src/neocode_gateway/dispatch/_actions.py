@@ -45,3 +45,8 @@ def install(
     dispatcher.register("unbind_stream", core.unbind_stream)
     dispatcher.register("create_session", core.create_session)
     dispatcher.register("delete_session", core.delete_session)
+    dispatcher.register("hello", core.hello)
+    dispatcher.register("list_pending", core.list_pending)
+    dispatcher.register("list_grants", core.list_grants)
+    dispatcher.register("revoke_grant", core.revoke_grant)
+    dispatcher.register("audit", core.audit)

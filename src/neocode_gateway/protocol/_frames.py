@@ -31,6 +31,11 @@ ACTIONS: Final = (
     # v1.2
     "create_session",
     "delete_session",
+    "hello",
+    "list_pending",
+    "list_grants",
+    "revoke_grant",
+    "audit",
 )
 #: The v1 actions (``--runtime none`` answers the others but ``status`` with unsupported_action).
 V1_ACTIONS: Final = ACTIONS[:7]

@@ -49,9 +49,14 @@ PAYLOAD_FIELDS: Final[dict[str, frozenset[str]]] = {
     "load_session": frozenset({"limit", "cursor"}),
     "bind_stream": frozenset({"after_seq"}),
     "unbind_stream": frozenset(),
-    "resolve_permission": frozenset({"request_id", "decision", "option_id"}),
+    "resolve_permission": frozenset({"request_id", "decision", "option_id", "grant"}),
     "create_session": frozenset({"agent", "mode", "title", "mcp_servers"}),
     "delete_session": frozenset(),
+    "hello": frozenset({"client", "device"}),
+    "list_pending": frozenset(),
+    "list_grants": frozenset(),
+    "revoke_grant": frozenset({"grant_id"}),
+    "audit": frozenset({"since", "decided_by", "limit", "cursor"}),
 }
 #: Stands for a payload that is not a JSON object (each action refuses it in its words).
 _NOT_AN_OBJECT: Final[list[Any]] = []
@@ -230,6 +235,23 @@ def _explain_type_error(line: bytes, detail: str) -> FrameError:
     )
 
 
+#: Actions whose fields the contract's validation does not check (their handlers do).
+_NOTHING_REQUIRED: Final = frozenset(
+    {
+        "ping",
+        "cancel",
+        "list_sessions",
+        "status",
+        "create_session",
+        "hello",
+        "list_pending",
+        "list_grants",
+        "revoke_grant",
+        "audit",
+    }
+)
+
+
 def validate(frame: Frame) -> None:
     """Apply the contract's validation rules, in order (spec section 4)."""
     frame_type = frame.type
@@ -246,7 +268,7 @@ def validate(frame: Frame) -> None:
         raise FrameError(
             c.INVALID_FRAME, c.MSG_ONLY_REQUESTS, action=action, request_id=frame.request_id
         )
-    if action is None or action in ("ping", "cancel", "list_sessions", "status", "create_session"):
+    if action is None or action in _NOTHING_REQUIRED:
         if action is None:
             raise _missing(frame, "action")
         return

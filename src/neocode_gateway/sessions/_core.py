@@ -16,6 +16,8 @@ module                    owns
 ``_streams``              bind/unbind, replay, answers before events, slow consumers
 ``_queries``              list_sessions, load_session, compact, status
 ``_lifecycle``            create_session and delete_session (v1.2)
+``_clients``              hello: who is connected, named in decisions (v1.2)
+``_approvals``            rules and grants before a person; pending, grants, audit (v1.2)
 ========================  ======================================================
 
 The core is given a :class:`~neocode_gateway.store.Store`, the runtimes, and
@@ -43,9 +45,12 @@ from typing import Any, Final, TypeAlias
 import msgspec
 
 from neocode_gateway import __version__
+from neocode_gateway.policy import Policy
 from neocode_gateway.protocol import Frame
 from neocode_gateway.runtime import RuntimeSet
+from neocode_gateway.sessions._approvals import Approvals
 from neocode_gateway.sessions._cache import MAX_CACHED_SESSIONS, SessionCache
+from neocode_gateway.sessions._clients import Clients
 from neocode_gateway.sessions._journal import Journal
 from neocode_gateway.sessions._lifecycle import Lifecycle
 from neocode_gateway.sessions._log import EventLog
@@ -86,6 +91,8 @@ class CoreConfig:
     slow_consumer_seconds: float = SLOW_CONSUMER_SECONDS
     cancel_grace: float = CANCEL_GRACE
     max_cached_sessions: int = MAX_CACHED_SESSIONS
+    #: The approval rules (``[[policy]]`` tables of the configuration file), if any.
+    policy: Policy | None = None
 
 
 class SessionCore:
@@ -109,6 +116,8 @@ class SessionCore:
         self.streams = Streams(self)
         self.queries = Queries(self)
         self.lifecycle = Lifecycle(self)
+        self.clients = Clients(self)
+        self.approvals = Approvals(self, config.policy)
         self._journal: Journal | None = None
         self._log: EventLog | None = None
         self.stopping = False
@@ -142,6 +151,10 @@ class SessionCore:
     def log(self) -> EventLog:
         assert self._log is not None, "SessionCore.start() was not awaited"
         return self._log
+
+    def now(self) -> str:
+        """The gateway's timestamp for rows and events (RFC 3339, milliseconds)."""
+        return self.log.clock.now()
 
     @property
     def events_logged(self) -> int:
@@ -217,6 +230,26 @@ class SessionCore:
         """``delete_session`` (v1.2): a session and its log."""
         return self._handle(frame, sub, self.lifecycle.delete_session)
 
+    def hello(self, frame: Frame, sub: Subscriber) -> Answer:
+        """``hello`` (v1.2): a client names itself."""
+        return self._handle(frame, sub, self.clients.hello)
+
+    def list_pending(self, frame: Frame, sub: Subscriber) -> Answer:
+        """``list_pending`` (v1.2): unanswered permission requests, oldest first."""
+        return self._handle(frame, sub, self.approvals.list_pending)
+
+    def list_grants(self, frame: Frame, sub: Subscriber) -> Answer:
+        """``list_grants`` (v1.2): the grants people gave."""
+        return self._handle(frame, sub, self.approvals.list_grants)
+
+    def revoke_grant(self, frame: Frame, sub: Subscriber) -> Answer:
+        """``revoke_grant`` (v1.2): end a grant now."""
+        return self._handle(frame, sub, self.approvals.revoke_grant)
+
+    def audit(self, frame: Frame, sub: Subscriber) -> Answer:
+        """``audit`` (v1.2): every permission decision, who decided, how long it waited."""
+        return self._handle(frame, sub, self.approvals.audit)
+
     def status(self) -> dict[str, Any]:
         """The core's part of the ``status`` ack."""
         return self.queries.status()
@@ -248,4 +281,5 @@ def status_payload(core: SessionCore | None, connections: int, started: float) -
         )
     else:
         payload.update(core.status())
+        payload.update(core.clients.listing(connections))
     return payload

@@ -24,7 +24,15 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from neocode_gateway.errors import StoreError
-from neocode_gateway.store import EventRow, PermissionRow, RunRow, SessionRow, Store, WriteBatch
+from neocode_gateway.store import (
+    EventRow,
+    GrantRow,
+    PermissionRow,
+    RunRow,
+    SessionRow,
+    Store,
+    WriteBatch,
+)
 
 log = logging.getLogger("neocode_gateway.sessions")
 
@@ -134,6 +142,14 @@ class Journal:
     def update_permission(self, permission_id: str, **fields: Any) -> None:
         """Record a changed permission request."""
         self.batch.permission_updates.setdefault(permission_id, {}).update(fields)
+
+    def grant(self, row: GrantRow) -> None:
+        """Record a new grant."""
+        self.batch.new_grants.append(row)
+
+    def update_grant(self, grant_id: str, **fields: Any) -> None:
+        """Record a changed grant (a use, a revocation)."""
+        self.batch.grant_updates.setdefault(grant_id, {}).update(fields)
 
     def retract(self, session_id: str, run_id: str | None, from_seq: int, *, new: bool) -> None:
         """Take a request's own uncommitted rows back out: its session (``new``), its run,

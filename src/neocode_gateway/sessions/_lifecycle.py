@@ -112,6 +112,7 @@ class Lifecycle:
         for binding in list(session.bindings.values()):
             core.streams.drop(binding)
         core.cache.remove(session.id)
+        core.approvals.forget(session.id)
         forget = getattr(session.runtime, "forget", None)
         if callable(forget):
             try:

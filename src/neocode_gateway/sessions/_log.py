@@ -174,6 +174,7 @@ class EventLog:
                         session.first_seq = first_seq
                     if index % RETENTION_SESSIONS_PER_TURN == RETENTION_SESSIONS_PER_TURN - 1:
                         await asyncio.sleep(0)
+                store.delete_decisions_before(cutoff)
             except StoreError as exc:
                 log.warning("retention: old events could not be deleted: %s", exc)
             if deleted:

@@ -157,7 +157,7 @@ class Run:
 class Permission:
     """A permission request waiting for its answer."""
 
-    __slots__ = ("future", "id", "options", "run", "timer", "tool_call")
+    __slots__ = ("created", "created_at", "future", "id", "options", "run", "timer", "tool_call")
 
     def __init__(
         self,
@@ -173,6 +173,9 @@ class Permission:
         self.options = options
         self.future = future
         self.timer: asyncio.TimerHandle | None = None
+        #: When it was asked: ``time.monotonic()`` (the wait) and the log's timestamp.
+        self.created = 0.0
+        self.created_at = ""
 
 
 class Binding:

@@ -10,6 +10,8 @@ agent is told.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -17,6 +19,7 @@ import msgspec
 
 from neocode_gateway.protocol import CONFLICT, INVALID_ACTION, RESOURCE_NOT_FOUND, Frame, codes
 from neocode_gateway.runtime import PermissionOption, PermissionOutcome
+from neocode_gateway.sessions._clients import UNKNOWN
 from neocode_gateway.sessions._ids import new_id
 from neocode_gateway.sessions._model import Permission, Run
 from neocode_gateway.sessions._subscriber import Subscriber
@@ -25,6 +28,8 @@ from neocode_gateway.store import PermissionRow
 
 if TYPE_CHECKING:
     from neocode_gateway.sessions._core import SessionCore
+
+log = logging.getLogger("neocode_gateway.sessions")
 
 #: Permission decisions -> the option kinds that carry them, in order of preference.
 DECISION_KINDS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -46,7 +51,7 @@ class Permissions:
     async def request(
         self, run: Run, tool_call: dict[str, Any], options: Sequence[PermissionOption]
     ) -> PermissionOutcome:
-        """A runtime asks: log the request, wait for a client, the timeout or a cancel."""
+        """A runtime asks: the rules and grants answer, or a client, the timeout, a cancel."""
         if run.ended or run.cancel_requested:
             return PermissionOutcome(None, None, "cancel")
         core = self._core
@@ -58,27 +63,19 @@ class Permissions:
             [dict(o) for o in options],  # type: ignore[misc]
             loop.create_future(),
         )
+        permission.created = time.monotonic()
+        permission.created_at = core.now()
         session = run.session
         request = {
             "request_id": permission.id,
             "tool_call": tool_call,
             "options": permission.options,
         }
+        decided = self._by_policy(permission, request)
+        if decided is not None:
+            return decided
         core.log.append(session, run.id, "permission_request", request)
-        core.journal.permission(
-            PermissionRow(
-                id=permission.id,
-                session_id=session.id,
-                run_id=run.id,
-                state="pending",
-                decision=None,
-                decided_by=None,
-                option_id=None,
-                request=msgspec.json.encode(request).decode(),
-                created_at=core.log.clock.now(),
-                resolved_at=None,
-            )
-        )
+        core.journal.permission(self._row(permission, request))
         self.pending[permission.id] = permission
         run.permissions[permission.id] = permission
         permission.timer = loop.call_later(
@@ -90,6 +87,67 @@ class Permissions:
             if permission.id in self.pending and not core.stopping:
                 self.resolve(permission, None, "reject", "cancel")
             raise
+
+    def _by_policy(
+        self, permission: Permission, request: dict[str, Any]
+    ) -> PermissionOutcome | None:
+        """Answer at once what a rule or a grant decides (with the agent's option of exactly
+        that kind); ``None`` when a person is to be asked."""
+        core = self._core
+        run = permission.run
+        decision, grant_id = core.approvals.decide(run.session, permission.tool_call)
+        if decision.verdict == "ask":
+            return None
+        verdict = "allow_once" if decision.verdict == "allow" else "reject"
+        option = self._option_for(permission, verdict)
+        if option is None:
+            return None  # the agent offers no option of that kind: a person decides
+        decided_by = "grant" if grant_id is not None else "policy"
+        who = grant_id if grant_id is not None else f"{decision.rule} ({decision.source})"
+        data: dict[str, Any] = {
+            "request_id": permission.id,
+            "decision": verdict,
+            "decided_by": decided_by,
+            "tool_call": permission.tool_call,
+        }
+        if grant_id is not None:
+            data["grant_id"] = grant_id
+        if decision.rule is not None:
+            data["rule"] = decision.rule
+        core.log.append(run.session, run.id, "permission_resolved", data)
+        row = self._row(permission, request)._replace(
+            state="resolved",
+            decision=verdict,
+            decided_by=decided_by,
+            option_id=option,
+            resolved_at=core.now(),
+            who=who,
+            waited_ms=0,
+        )
+        core.journal.permission(row)
+        log.info(
+            "permission %s (%s) decided %s by %s",
+            permission.id,
+            permission.tool_call.get("title", ""),
+            verdict,
+            who,
+        )
+        return PermissionOutcome(option, verdict, decided_by)
+
+    def _row(self, permission: Permission, request: dict[str, Any]) -> PermissionRow:
+        run = permission.run
+        return PermissionRow(
+            id=permission.id,
+            session_id=run.session.id,
+            run_id=run.id,
+            state="pending",
+            decision=None,
+            decided_by=None,
+            option_id=None,
+            request=msgspec.json.encode(request).decode(),
+            created_at=permission.created_at,
+            resolved_at=None,
+        )
 
     def _timed_out(self, permission: Permission) -> None:
         if permission.id in self.pending:
@@ -110,7 +168,12 @@ class Permissions:
             self.resolve(permission, None, "reject", "cancel")
 
     def resolve(
-        self, permission: Permission, option_id: str | None, decision: str, decided_by: str
+        self,
+        permission: Permission,
+        option_id: str | None,
+        decision: str,
+        decided_by: str,
+        who: str | None = None,
     ) -> None:
         core = self._core
         self.pending.pop(permission.id, None)
@@ -118,19 +181,23 @@ class Permissions:
         run.permissions.pop(permission.id, None)
         if permission.timer is not None:
             permission.timer.cancel()
-        core.log.append(
-            run.session,
-            run.id,
-            "permission_resolved",
-            {"request_id": permission.id, "decision": decision, "decided_by": decided_by},
-        )
+        data: dict[str, Any] = {
+            "request_id": permission.id,
+            "decision": decision,
+            "decided_by": decided_by,
+        }
+        if decided_by == "client" and who and who != UNKNOWN:
+            data["client"] = who  # a client that named itself (hello)
+        core.log.append(run.session, run.id, "permission_resolved", data)
         core.journal.update_permission(
             permission.id,
             state="resolved",
             decision=decision,
             decided_by=decided_by,
             option_id=option_id,
-            resolved_at=core.log.clock.now(),
+            resolved_at=core.now(),
+            who=who or decided_by,
+            waited_ms=round((time.monotonic() - permission.created) * 1000),
         )
         if not permission.future.done():
             if decided_by == "cancel":
@@ -174,8 +241,14 @@ class Permissions:
                     f"the agent offers no option for {decision} (offered: {offered})",
                 )
         run = permission.run
+        for_seconds, uses = _grant_terms(payload, decision)
         self._core.streams.hold_session(sub, run.session.id)
-        self.resolve(permission, chosen, decision, "client")
+        who = self._core.clients.label(sub)
+        self.resolve(permission, chosen, decision, "client", who)
+        if decision == "allow_session" or for_seconds is not None or uses is not None:
+            self._core.approvals.give(
+                run.session, permission.tool_call, who, for_seconds=for_seconds, uses=uses
+            )
         return ack(
             frame,
             {
@@ -186,3 +259,22 @@ class Permissions:
             session_id=run.session.id,
             run_id=run.id,
         )
+
+
+def _grant_terms(payload: dict[str, Any], decision: str) -> tuple[float | None, int | None]:
+    """``payload.grant``: ``{"for_s": SECONDS}`` or ``{"next": COUNT}`` (contract v1.2), a
+    grant that ends by time or by count, given with an allow."""
+    terms = payload.get("grant")
+    if terms is None:
+        return None, None
+    if not isinstance(terms, dict) or decision == "reject":
+        raise RequestError(INVALID_ACTION, codes.msg_invalid_payload_field("grant"))
+    for_s = terms.get("for_s")
+    count = terms.get("next")
+    if (for_s is None) == (count is None):
+        raise RequestError(INVALID_ACTION, codes.msg_invalid_payload_field("grant"))
+    if for_s is not None and (type(for_s) not in (int, float) or not 0 < for_s <= 366 * 86400):
+        raise RequestError(INVALID_ACTION, codes.msg_invalid_payload_field("grant.for_s"))
+    if count is not None and (type(count) is not int or not 0 < count <= 1_000_000):
+        raise RequestError(INVALID_ACTION, codes.msg_invalid_payload_field("grant.next"))
+    return (float(for_s) if for_s is not None else None), count

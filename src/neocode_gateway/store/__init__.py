@@ -1,6 +1,13 @@
 """The durable event log: sessions, events, runs and permission requests in SQLite."""
 
-from neocode_gateway.store._rows import EventRow, PermissionRow, RunRow, SessionRow, WriteBatch
+from neocode_gateway.store._rows import (
+    EventRow,
+    GrantRow,
+    PermissionRow,
+    RunRow,
+    SessionRow,
+    WriteBatch,
+)
 from neocode_gateway.store._sqlite import DB_NAME, MIGRATIONS, SCHEMA_VERSION, Store
 
 __all__ = [
@@ -8,6 +15,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "EventRow",
+    "GrantRow",
     "PermissionRow",
     "RunRow",
     "SessionRow",

@@ -58,6 +58,23 @@ class PermissionRow(NamedTuple):
     request: str  # JSON text: request_id, tool_call, options
     created_at: str
     resolved_at: str | None
+    who: str | None = None  # who decided: a rule, a grant, a client (and its device)
+    waited_ms: int | None = None  # how long the agent waited for the decision
+
+
+class GrantRow(NamedTuple):
+    """A permission given for a session ("allow for the session", or for a time or a count)."""
+
+    id: str
+    session_id: str
+    spec: str  # JSON text: the policy Grant's fields (what it matches)
+    rule: str  # the grant written as a rule, for people
+    given_by: str | None
+    created_at: str
+    expires_at: str | None
+    remaining: int | None
+    uses: int = 0
+    revoked_at: str | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +88,8 @@ class WriteBatch:
     run_updates: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     new_permissions: list[PermissionRow] = field(default_factory=list)
     permission_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    new_grants: list[GrantRow] = field(default_factory=list)
+    grant_updates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -83,4 +102,6 @@ class WriteBatch:
             or self.run_updates
             or self.new_permissions
             or self.permission_updates
+            or self.new_grants
+            or self.grant_updates
         )

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final, Self
 
 from neocode_gateway.errors import StoreError, StoreOpenError
-from neocode_gateway.store._rows import PermissionRow, RunRow, SessionRow, WriteBatch
+from neocode_gateway.store._rows import GrantRow, PermissionRow, RunRow, SessionRow, WriteBatch
 
 DB_NAME: Final = "gateway.db"
 LOCK_NAME: Final = "gateway.lock"
@@ -88,6 +88,26 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE sessions ADD COLUMN options TEXT;
     """,
+    # v1.2: the audit of permission decisions (who decided, how long the agent waited) and
+    # the grants people gave.
+    """
+    ALTER TABLE permissions ADD COLUMN who TEXT;
+    ALTER TABLE permissions ADD COLUMN waited_ms INTEGER;
+    CREATE INDEX permissions_by_created ON permissions (created_at);
+    CREATE TABLE grants (
+        id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        given_by TEXT,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        remaining INTEGER,
+        uses INTEGER NOT NULL DEFAULT 0,
+        revoked_at TEXT
+    ) WITHOUT ROWID;
+    CREATE INDEX grants_by_session ON grants (session_id);
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -105,7 +125,16 @@ _SESSION_COLUMNS: Final = frozenset(
 )
 _RUN_COLUMNS: Final = frozenset({"state", "ended_seq"})
 _PERMISSION_COLUMNS: Final = frozenset(
-    {"state", "decision", "decided_by", "option_id", "resolved_at"}
+    {"state", "decision", "decided_by", "option_id", "resolved_at", "who", "waited_ms"}
+)
+_GRANT_COLUMNS: Final = frozenset({"remaining", "uses", "revoked_at"})
+_PERMISSION_SELECT: Final = (
+    "SELECT id, session_id, run_id, state, decision, decided_by, option_id, request, "
+    "created_at, resolved_at, who, waited_ms FROM permissions"
+)
+_GRANT_SELECT: Final = (
+    "SELECT id, session_id, spec, rule, given_by, created_at, expires_at, remaining, uses, "
+    "revoked_at FROM grants"
 )
 _SESSION_SELECT: Final = (
     "SELECT id, title, workdir, agent, created_at, updated_at, last_seq, first_seq, "
@@ -202,8 +231,12 @@ class Store:
                     con.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", batch.events)
                 if batch.new_permissions:
                     con.executemany(
-                        "INSERT INTO permissions VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        "INSERT INTO permissions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                         batch.new_permissions,
+                    )
+                if batch.new_grants:
+                    con.executemany(
+                        "INSERT INTO grants VALUES (?,?,?,?,?,?,?,?,?,?)", batch.new_grants
                     )
                 for session_id, fields in batch.session_updates.items():
                     _update(con, "sessions", _SESSION_COLUMNS, fields, "id = ?", (session_id,))
@@ -220,6 +253,8 @@ class Store:
                     _update(
                         con, "permissions", _PERMISSION_COLUMNS, fields, "id = ?", (permission_id,)
                     )
+                for grant_id, fields in batch.grant_updates.items():
+                    _update(con, "grants", _GRANT_COLUMNS, fields, "id = ?", (grant_id,))
                 con.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -248,7 +283,7 @@ class Store:
         try:
             with self._con_transaction():
                 con = self._con
-                for table in ("events", "runs", "permissions"):
+                for table in ("events", "runs", "permissions", "grants"):
                     con.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
                 return con.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
         except sqlite3.Error as exc:
@@ -288,6 +323,12 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {_reason(exc)}") from exc
         return count, upto + 1
+
+    def delete_decisions_before(self, ts: str) -> int:
+        """Forget permission requests (the audit) older than ``ts``, as their events go."""
+        return self._write(
+            "DELETE FROM permissions WHERE created_at < ? AND state != 'pending'", (ts,)
+        )
 
     def delete_events_before(self, ts: str, chunk: int = 10_000) -> int:
         """Delete every event logged before ``ts``; sessions and ``last_seq`` stay."""
@@ -442,12 +483,47 @@ class Store:
 
     def get_permission(self, permission_id: str) -> PermissionRow | None:
         """A permission request, or ``None``."""
-        rows = self._read(
-            "SELECT id, session_id, run_id, state, decision, decided_by, option_id, request, "
-            "created_at, resolved_at FROM permissions WHERE id = ?",
-            (permission_id,),
-        )
+        rows = self._read(_PERMISSION_SELECT + " WHERE id = ?", (permission_id,))
         return PermissionRow(*rows[0]) if rows else None
+
+    def audit(
+        self,
+        *,
+        session_id: str | None = None,
+        since: str | None = None,
+        decided_by: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> list[PermissionRow]:
+        """Permission requests, newest first, filtered; ``before`` pages (a ``created_at``)."""
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("session_id = ?", session_id),
+            ("created_at >= ?", since),
+            ("decided_by = ?", decided_by),
+            ("created_at < ?", before),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = _PERMISSION_SELECT
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        return [PermissionRow(*row) for row in self._read(sql, (*params, limit))]
+
+    def grants(self, session_id: str | None = None, *, live_only: bool = True) -> list[GrantRow]:
+        """Grants, oldest first; of one session, and not revoked unless ``live_only`` is off."""
+        where: list[str] = []
+        params: tuple[Any, ...] = ()
+        if session_id is not None:
+            where.append("session_id = ?")
+            params += (session_id,)
+        if live_only:
+            where.append("revoked_at IS NULL")
+        sql = _GRANT_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        return [GrantRow(*row) for row in self._read(sql + " ORDER BY created_at", params)]
 
     # -- helpers ----------------------------------------------------------------------------
 
