@@ -36,9 +36,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from neocode_gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from neocode_gateway.policy import Policy
 
 #: Where the file is looked for when ``--config`` is not given (absent is fine there).
 DEFAULT_CONFIG_PATH: Final = "~/.neocode/gateway.toml"
@@ -57,6 +60,7 @@ _TOP_KEYS: Final = (
     "workdir",
     "permission_timeout",
     "event_retention_days",
+    "policy",
 )
 _AGENT_KEYS: Final = ("command", "env", "mode", "max_live_sessions")
 
@@ -97,6 +101,8 @@ class GatewayConfig:
     workdir: str | None = None
     permission_timeout: float | None = None
     event_retention_days: int | None = None
+    #: The ``[[policy]]`` tables, compiled (``None`` when the file has none).
+    policy: Policy | None = None
 
 
 def load_config(
@@ -152,6 +158,7 @@ def load_config(
         workdir=config.workdir,
         permission_timeout=config.permission_timeout,
         event_retention_days=config.event_retention_days,
+        policy=config.policy,
     )
 
 
@@ -214,7 +221,20 @@ def _parse(data: Mapping[str, Any], where: str, source: Path | None) -> GatewayC
         workdir=_directory(data, "workdir", where),
         permission_timeout=_seconds(data, "permission_timeout", where),
         event_retention_days=_count(data, "event_retention_days", where, minimum=0),
+        policy=_policy(data, where),
     )
+
+
+def _policy(data: Mapping[str, Any], where: str) -> Policy | None:
+    """The ``[[policy]]`` tables (imported only when the file has some)."""
+    tables = data.get("policy")
+    if tables is None:
+        return None
+    from neocode_gateway.policy import Policy
+
+    if not isinstance(tables, list):
+        raise ConfigError(f"{where}: policy: expected tables ([[policy]]), got {_show(tables)}")
+    return Policy.from_tables(tables, source=where)
 
 
 def _agent(name: str, table: Any, where: str) -> AgentConfig:

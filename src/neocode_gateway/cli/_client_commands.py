@@ -74,14 +74,16 @@ def json_value(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
 
 
-def async_client(options: argparse.Namespace) -> AsyncGatewayClient:
-    """The asyncio client the flags name (not yet connected)."""
+def async_client(options: argparse.Namespace, *, hello: bool = True) -> AsyncGatewayClient:
+    """The asyncio client the flags name (not yet connected); it names itself ``cli`` to
+    the gateway unless ``hello`` is off (``call`` sends exactly the frames asked for)."""
     timeout: float | None = options.timeout
     return AsyncGatewayClient(
         options.listen or None,  # None: $NEOCODE_GATEWAY_ADDRESS, else the default
         connect_timeout=timeout or DEFAULT_CONNECT_TIMEOUT,
         request_timeout=timeout or DEFAULT_REQUEST_TIMEOUT,
         trust_any_uid=getattr(options, "trust_any_uid", False),
+        client_name="cli" if hello else None,
     )
 
 
@@ -182,7 +184,7 @@ def _build_frame(options: argparse.Namespace) -> Frame:
 
 
 async def _call(options: argparse.Namespace) -> int:
-    async with async_client(options) as client:
+    async with async_client(options, hello=False) as client:
         lines: AsyncIterator[bytes]
         if options.frame is None:
             frame = client.prepare(_build_frame(options))

@@ -314,7 +314,11 @@ def build_services(options: argparse.Namespace) -> Services:
         event_retention_days=DEFAULT_RETENTION_DAYS
         if options.event_retention_days is None
         else options.event_retention_days,
+        policy=file_config.policy,
     )
+    if file_config.policy is not None:
+        for warning in file_config.policy.warnings:
+            log.warning("policy: %s", warning)
     return Services(store=store, runtimes=runtimes, core_config=core_config)
 
 

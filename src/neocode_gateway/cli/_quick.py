@@ -68,6 +68,7 @@ def connection(options: argparse.Namespace) -> BlockingConnection:
         connect_timeout=timeout or DEFAULT_CONNECT_TIMEOUT,
         request_timeout=timeout or DEFAULT_REQUEST_TIMEOUT,
         trust_any_uid=getattr(options, "trust_any_uid", False),
+        client_name="cli",
     )
 
 

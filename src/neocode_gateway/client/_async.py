@@ -139,6 +139,8 @@ class AsyncGatewayClient:
         max_queued_events: int = DEFAULT_MAX_QUEUED_FRAMES,
         max_frame_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         trust_any_uid: bool = False,
+        client_name: str | None = None,
+        device: str | None = None,
     ) -> None:
         _check_timeout("connect_timeout", connect_timeout, allow_none=False)
         _check_timeout("request_timeout", request_timeout, allow_none=True)
@@ -158,6 +160,10 @@ class AsyncGatewayClient:
         self._protocol: ClientProtocol | None = None
         self._events: asyncio.Queue[Frame | None] = asyncio.Queue()
         self._peer: PeerCredentials | None = None
+        #: Said to the gateway at every connect (``hello``, contract v1.2): decisions made
+        #: through this client are recorded as this client's.
+        self.client_name = client_name
+        self.device = device
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "not connected"
@@ -218,7 +224,21 @@ class AsyncGatewayClient:
                 # Where the OS cannot tell, the socket directory's rules are the guard.
                 self._peer = None
         self._check_peer(transport)
+        if self.client_name:
+            self._say_hello(protocol)
         return self
+
+    def _say_hello(self, protocol: ClientProtocol) -> None:
+        """Write ``hello`` now, ahead of any request (its answer is not waited for)."""
+        key = new_request_id()
+        payload: dict[str, Any] = {"client": self.client_name}
+        if self.device:
+            payload["device"] = self.device
+        frame = {"type": "request", "action": "hello", "request_id": key, "payload": payload}
+        future: asyncio.Future[RawResponse] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_ignore_outcome)
+        protocol.pending.add(key, future)
+        protocol.write(msgspec.json.encode(frame) + b"\n")
 
     def _check_peer(self, transport: asyncio.BaseTransport) -> None:
         """Refuse a gateway run by another user: it would read every request we send."""
@@ -715,6 +735,12 @@ class AsyncGatewayClient:
                     raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    """An answer nobody waits for (``hello``'s): retrieve it, so asyncio does not warn."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _payload(frame: Frame) -> dict[str, Any]:

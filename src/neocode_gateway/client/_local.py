@@ -140,11 +140,17 @@ class BlockingConnection:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         trust_any_uid: bool = False,
+        client_name: str | None = None,
+        device: str | None = None,
     ) -> None:
         self.address = address or client_default_address()
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
         self.trust_any_uid = trust_any_uid
+        #: Said to the gateway (``hello``, contract v1.2) with the first request: who decides.
+        self.client_name = client_name
+        self.device = device
+        self._said_hello = False
         #: (pid, uid) of the gateway process, once connected (``None`` where unknown).
         self.peer_pid: int | None = None
         self.peer_uid: int | None = None
@@ -204,7 +210,17 @@ class BlockingConnection:
         key = new_request_id()
         frame = {"type": "request", "action": action, "request_id": key}
         frame.update({k: v for k, v in fields.items() if v is not None})
-        response = self._exchange(json.dumps(frame, separators=(",", ":")).encode(), key, timeout)
+        data = json.dumps(frame, separators=(",", ":")).encode()
+        if self.client_name and not self._said_hello:
+            # Pipelined before the first request, its answer skipped: no extra round trip.
+            self._said_hello = True
+            payload = {"client": self.client_name}
+            if self.device:
+                payload["device"] = self.device
+            hello = {"type": "request", "action": "hello", "request_id": new_request_id()}
+            hello["payload"] = payload  # type: ignore[assignment]
+            data = json.dumps(hello, separators=(",", ":")).encode() + b"\n" + data
+        response = self._exchange(data, key, timeout)
         error = response.get("error")
         if response.get("type") == "error":
             if not isinstance(error, dict):

@@ -50,6 +50,8 @@ class GatewayClient:
         max_frame_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
         trust_any_uid: bool = False,
+        client_name: str | None = None,
+        device: str | None = None,
     ) -> None:
         self._client = AsyncGatewayClient(
             address,
@@ -57,6 +59,8 @@ class GatewayClient:
             request_timeout=request_timeout,
             max_frame_bytes=max_frame_bytes,
             trust_any_uid=trust_any_uid,
+            client_name=client_name,
+            device=device,
         )
         self._loop_factory = loop_factory
         self._loop: asyncio.AbstractEventLoop | None = None
