@@ -116,6 +116,7 @@ class Agent:
                 label=f"agent {name}",
                 max_line=settings.max_line_bytes,
                 on_fatal=agent.fail,
+                on_sent=agent.sent,
             )
 
             async def handle(method: str, params: Any, is_notification: bool) -> Any:
@@ -226,6 +227,15 @@ class Agent:
         return RunFailed(RUNTIME_UNAVAILABLE, self.failure)
 
     # -- exit and stop -------------------------------------------------------------------
+
+    def sent(self, message: Mapping[str, Any]) -> None:
+        """A message reached the agent's stdin: a prompt's run now waits for the model."""
+        if message.get("method") != "session/prompt":
+            return
+        params = message.get("params")
+        live = self.sessions.get(params.get("sessionId", "")) if isinstance(params, dict) else None
+        if live is not None and live.run is not None:
+            live.run.lane.put({"kind": "phase", "phase": "waiting_for_model"})
 
     def fail(self, why: str) -> None:
         """A fatal protocol fault (an over-long line): the agent is killed; runs say ``why``."""

@@ -12,7 +12,9 @@ which stopped reading never lets finish. Here:
   stream's buffer;
 * a line that is not JSON, not an object, or with an ``id`` or ``method`` of
   the wrong type is skipped, with one warning (no traceback);
-* :meth:`close` never waits: unsent bytes are dropped and stdin is closed.
+* :meth:`close` never waits: unsent bytes are dropped and stdin is closed;
+* ``on_sent`` hears of each message once it is written (a run's phase
+  ``waiting_for_model`` follows its ``session/prompt``).
 """
 
 from __future__ import annotations
@@ -43,12 +45,14 @@ class AgentStdio:
         label: str,
         max_line: int = DEFAULT_MAX_LINE,
         on_fatal: Callable[[str], None] | None = None,
+        on_sent: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
         self._label = label
         self._max_line = max_line
         self._on_fatal = on_fatal
+        self._on_sent = on_sent
         self._closed = False
         self.skipped = 0
 
@@ -61,6 +65,8 @@ class AgentStdio:
             await self._writer.drain()
         except (OSError, RuntimeError) as exc:
             raise ConnectionError(f"{self._label}: its stdin is closed ({exc})") from None
+        if self._on_sent is not None:
+            self._on_sent(message)
 
     async def receive(self) -> dict[str, Any] | None:
         while True:
