@@ -44,6 +44,7 @@ word)::
     /askalways    a permission request offering only allow_always and reject_once
     /askallows    a permission request offering only allow_once and allow_always; on a
                   cancelled answer it goes on ("went on") unless a session/cancel follows
+    /termm M      terminal/create ``sleep M``, not waited for; says "terminal ID started"
     /termout ID   terminal/output of terminal ID (of any session); says it or the error
     /readlater P  reads P 0.2 s after the turn ended (outside any run); /late says how it went
     /sessions     says how many sessions it holds
@@ -417,6 +418,12 @@ class FakeAgent:
             elif word in ("/askalways", "/askallows"):
                 if not await self._ask_limited(session_id, word == "/askalways", cancel):
                     return schema.PromptResponse(stop_reason="cancelled")
+            elif word == "/termm":
+                index += 1
+                created = await self.conn.create_terminal(
+                    session_id=session_id, command="sleep", args=[arg]
+                )
+                await self.say(session_id, f"terminal {created.terminal_id} started")
             elif word == "/termout":
                 index += 1
                 try:
