@@ -70,8 +70,8 @@ def run(coro: Any) -> Any:
 
 
 def mute_runtime(workdir: str, mark: str, **settings: float) -> AcpRuntime:
-    """An "agent" that never answers initialize: ``sleep MARK``."""
-    config = AgentConfig(name="mute", command=("sleep", mark))
+    """An "agent" that never answers initialize, and has a child: two ``sleep MARK``."""
+    config = AgentConfig(name="mute", command=("sh", "-c", f"sleep {mark} & sleep {mark}; wait"))
     return AcpRuntime("mute", config, RuntimeOptions(Path(workdir), workdir, settings=settings))
 
 
@@ -135,7 +135,7 @@ def test_3_runs_cancelled_while_the_agent_starts_leave_no_agent(workdir: str) ->
         rt = mute_runtime(workdir, mark, stop_grace=0.5)
         for n in range(3):  # as the core's forced cancel does, three times
             task = asyncio.create_task(prompt(rt, FakeSession(f"s{n}", workdir), "hi"))
-            await until(lambda: with_marker(mark))
+            await until(lambda: len(with_marker(mark)) == 2)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
