@@ -13,6 +13,7 @@ behind the gateway and, optionally, the daemon's own settings::
     [agents.claude]
     command = ["claude-agent-acp"]      # argv (or one string, split as a shell would)
     env = { ANTHROPIC_API_KEY = "..." } # added to the gateway's environment
+    env_remove = ["IS_SANDBOX"]         # removed from it (Claude Code as root refuses it)
     mode = "default"                    # session mode set on every new agent session
     max_live_sessions = 8               # idle agent sessions beyond this are closed (LRU)
 
@@ -62,7 +63,7 @@ _TOP_KEYS: Final = (
     "event_retention_days",
     "policy",
 )
-_AGENT_KEYS: Final = ("command", "env", "mode", "max_live_sessions")
+_AGENT_KEYS: Final = ("command", "env", "env_remove", "mode", "max_live_sessions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,8 @@ class AgentConfig:
 
     ``command`` is the argv (``command[0]`` is looked up on ``PATH`` when the
     agent starts, not here: the file stays valid on a machine that lacks one
-    agent). ``env`` is added to the gateway's own environment. ``origin`` says
+    agent). ``env`` is added to the gateway's own environment, and the
+    variables named in ``env_remove`` are taken out of it. ``origin`` says
     where the agent was defined, for messages (``FILE:agents.NAME`` or
     ``--agent NAME``).
     """
@@ -82,6 +84,7 @@ class AgentConfig:
     mode: str | None = None
     max_live_sessions: int = DEFAULT_MAX_LIVE_SESSIONS
     origin: str = ""
+    env_remove: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,7 @@ def load_config(
                 name=name,
                 command=command,
                 env=previous.env,
+                env_remove=previous.env_remove,
                 mode=previous.mode,
                 max_live_sessions=previous.max_live_sessions,
                 origin=f"--agent {name}",
@@ -256,6 +260,14 @@ def _agent(name: str, table: Any, where: str) -> AgentConfig:
             raise ConfigError(f"{where}: {key}.env.{var}: expected a string, got {_show(value)}")
         if "\0" in value:
             raise ConfigError(f"{where}: {key}.env.{var}: contains a NUL character")
+    remove = table.get("env_remove", [])
+    if not isinstance(remove, list) or not all(isinstance(v, str) for v in remove):
+        raise ConfigError(
+            f"{where}: {key}.env_remove: expected a list of strings, got {_show(remove)}"
+        )
+    for var in remove:
+        if not _ENV_NAME.match(var):
+            raise ConfigError(f"{where}: {key}.env_remove: {var!r} is not a variable name")
     mode = table.get("mode")
     if mode is not None and (not isinstance(mode, str) or not mode.strip()):
         raise ConfigError(f"{where}: {key}.mode: expected a non-empty string, got {_show(mode)}")
@@ -264,6 +276,7 @@ def _agent(name: str, table: Any, where: str) -> AgentConfig:
         name=name,
         command=command,
         env=MappingProxyType(dict(env)),
+        env_remove=tuple(remove),
         mode=mode,
         max_live_sessions=DEFAULT_MAX_LIVE_SESSIONS if live is None else live,
         origin=f"{where}: {key}",

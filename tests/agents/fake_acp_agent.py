@@ -36,6 +36,19 @@ word)::
     /ext          sends extension and malformed requests; says how each was answered
     /killterm     terminal/create ``sleep 600``, terminal/kill, says the signal
     /spawn        starts a child process (``sleep 600``), says its pid
+    /spawnm M     starts a child ``sleep M`` (M a marker such as 600.123)
+    /setsid M     starts ``sleep M`` in a session of its own (as a daemon would)
+    /freeze       blocks its event loop for ever: it stops reading its stdin
+    /junk         writes lines that are not JSON-RPC objects to stdout, then goes on
+    /cancels      says how many session/cancel it received for this session
+    /askalways    a permission request offering only allow_always and reject_once
+    /askallows    a permission request offering only allow_once and allow_always; on a
+                  cancelled answer it goes on ("went on") unless a session/cancel follows
+    /termm M      terminal/create ``sleep M``, not waited for; says "terminal ID started"
+    /termout ID   terminal/output of terminal ID (of any session); says it or the error
+    /readlater P  reads P 0.2 s after the turn ended (outside any run); /late says how it went
+    /sessions     says how many sessions it holds
+    /env VAR      says the value of VAR in its environment (or "unset")
 
 Environment: ``FAKE_ACP_STATE`` a directory where sessions are kept (for
 ``session/load`` by a later process); ``FAKE_ACP_LOAD=0`` advertises no
@@ -44,7 +57,10 @@ Environment: ``FAKE_ACP_STATE`` a directory where sessions are kept (for
 before answering ``initialize`` (with a stderr line); ``FAKE_ACP_AUTH_REQUIRED=1``
 refuses ``session/new``; ``FAKE_ACP_SET_MODE_FAILS=1`` refuses every mode switch;
 ``FAKE_ACP_COMMANDS_LATE=1`` sends a loaded session's commands 0.3 s after answering
-``session/load`` (as Claude does).
+``session/load`` (as Claude does); ``FAKE_ACP_IGNORE_TERM=1`` ignores SIGTERM;
+``FAKE_ACP_NEW_DELAY=S`` answers ``session/new`` after S seconds;
+``FAKE_ACP_COMPACT_HANGS=1`` never ends a ``/compact`` prompt until cancelled (``deaf``:
+not even then).
 """
 
 from __future__ import annotations
@@ -53,6 +69,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -93,6 +110,8 @@ class FakeAgent:
         )
         self.sessions: dict[str, dict[str, Any]] = {}
         self.cancels: dict[str, asyncio.Event] = {}
+        self.cancel_count: dict[str, int] = {}
+        self.late: list[str] = []
 
     def on_connect(self, conn: Any) -> None:
         self.conn = conn
@@ -128,6 +147,8 @@ class FakeAgent:
     async def new_session(self, cwd: str, **kwargs: Any) -> schema.NewSessionResponse:
         if _flag("FAKE_ACP_AUTH_REQUIRED"):
             raise acp.RequestError.auth_required()
+        if os.environ.get("FAKE_ACP_NEW_DELAY"):
+            await asyncio.sleep(float(os.environ["FAKE_ACP_NEW_DELAY"]))
         session_id = f"fake-{uuid.uuid4().hex[:12]}"
         self.sessions[session_id] = {"cwd": cwd, "history": [], "mode": "default"}
         self._save(session_id)
@@ -181,6 +202,7 @@ class FakeAgent:
         self.sessions.pop(session_id, None)
 
     async def cancel(self, session_id: str, **kwargs: Any) -> None:
+        self.cancel_count[session_id] = self.cancel_count.get(session_id, 0) + 1
         self.cancels.setdefault(session_id, asyncio.Event()).set()
 
     async def authenticate(self, method_id: str, **kwargs: Any) -> None:
@@ -215,6 +237,10 @@ class FakeAgent:
         words = text.split()
         usage = None
         stop: Literal["end_turn", "refusal"] = "end_turn"
+        hangs = os.environ.get("FAKE_ACP_COMPACT_HANGS", "")
+        if text == "/compact" and hangs:
+            await (asyncio.Event() if hangs == "deaf" else cancel).wait()
+            return schema.PromptResponse(stop_reason="cancelled")
         index = 0
         while index < len(words):
             word = words[index]
@@ -377,6 +403,44 @@ class FakeAgent:
             elif word == "/spawn":
                 child = subprocess.Popen(["sleep", "600"])  # as Claude starts one per session
                 await self.say(session_id, f"child {child.pid}")
+            elif word in ("/spawnm", "/setsid"):
+                index += 1
+                child = subprocess.Popen(["sleep", arg], start_new_session=word == "/setsid")
+                await self.say(session_id, f"child {child.pid}")
+            elif word == "/freeze":
+                await self.say(session_id, "freezing")
+                time.sleep(600)
+            elif word == "/junk":
+                await self.say(session_id, "junk follows")
+                os.write(1, b'[]\n42\nnot json\n{"id": [1], "result": 1}\n"text"\n')
+            elif word == "/cancels":
+                await self.say(session_id, f"cancels: {self.cancel_count.get(session_id, 0)}")
+            elif word in ("/askalways", "/askallows"):
+                if not await self._ask_limited(session_id, word == "/askalways", cancel):
+                    return schema.PromptResponse(stop_reason="cancelled")
+            elif word == "/termm":
+                index += 1
+                created = await self.conn.create_terminal(
+                    session_id=session_id, command="sleep", args=[arg]
+                )
+                await self.say(session_id, f"terminal {created.terminal_id} started")
+            elif word == "/termout":
+                index += 1
+                try:
+                    out = await self.conn.terminal_output(session_id=session_id, terminal_id=arg)
+                    await self.say(session_id, f"terminal output: {out.output}")
+                except acp.RequestError as exc:
+                    await self.say(session_id, f"terminal error: {exc}")
+            elif word == "/readlater":
+                index += 1
+                asyncio.get_running_loop().create_task(self._read_later(session_id, arg))
+            elif word == "/late":
+                await self.say(session_id, "late: " + " | ".join(self.late))
+            elif word == "/sessions":
+                await self.say(session_id, f"sessions: {len(self.sessions)}")
+            elif word == "/env":
+                index += 1
+                await self.say(session_id, f"env {arg}={os.environ.get(arg, 'unset')}")
         if cancel.is_set():
             return schema.PromptResponse(stop_reason="cancelled")
         answer = f"echo: {text}"
@@ -456,6 +520,37 @@ class FakeAgent:
         await self.conn.session_update(session_id, update_tool_call("call-ask", status=status))
         return True
 
+    async def _ask_limited(self, session_id: str, always_only: bool, cancel: asyncio.Event) -> bool:
+        kinds: list[tuple[str, Any]] = (
+            [("always", "allow_always"), ("no", "reject_once")]
+            if always_only
+            else [("yes", "allow_once"), ("always", "allow_always")]
+        )
+        response = await self.conn.request_permission(
+            session_id=session_id,
+            tool_call=schema.ToolCallUpdate(tool_call_id="call-ask", title="touch f", kind="edit"),
+            options=[schema.PermissionOption(option_id=i, name=i, kind=k) for i, k in kinds],
+        )
+        outcome = response.outcome
+        if isinstance(outcome, schema.DeniedOutcome):
+            # As real agents do: a cancelled answer alone does not end the turn.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cancel.wait(), 5.0)
+            if cancel.is_set():
+                return False
+            await self.say(session_id, "went on")
+            return True
+        await self.say(session_id, f"chosen: {outcome.option_id}")
+        return True
+
+    async def _read_later(self, session_id: str, path: str) -> None:
+        await asyncio.sleep(0.2)
+        try:
+            read = await self.conn.read_text_file(session_id=session_id, path=path)
+            self.late.append(f"read: {read.content}")
+        except acp.RequestError as exc:
+            self.late.append(f"read error: {exc}")
+
     async def _terminal(
         self, session_id: str, command: str, args: list[str], cwd: str | None, limit: int | None
     ) -> None:
@@ -481,6 +576,8 @@ class FakeAgent:
 
 
 async def main() -> None:
+    if _flag("FAKE_ACP_IGNORE_TERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     await acp.run_agent(FakeAgent())  # type: ignore[arg-type]
 
 

@@ -48,13 +48,17 @@ class FakeSink:
 
     def __init__(self, policy: Policy | None = None) -> None:
         self.events: list[dict[str, Any]] = []
+        self.phases: list[str] = []
         self.permissions: list[tuple[dict[str, Any], list[PermissionOption]]] = []
         self.policy = policy
         self.pending: asyncio.Future[PermissionOutcome] | None = None
         self.changed = asyncio.Event()
 
     async def emit(self, data: dict[str, Any]) -> None:
-        self.events.append(data)
+        if data.get("kind") == "phase":  # what the run waits for: kept apart, in order
+            self.phases.append(data["phase"])
+        else:
+            self.events.append(data)
         self.changed.set()
 
     async def request_permission(

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from neocode_gateway.runtime.acp import _client as c
+from neocode_gateway.runtime.acp import _files as c
+from neocode_gateway.runtime.acp import _terminals as t
 from neocode_gateway.runtime.acp._process import (
     ChildProcess,
     SpawnError,
@@ -110,7 +111,7 @@ def test_write_text_creates_directories_and_refuses_escapes(tree: tuple[str, str
 
 
 def test_terminal_output_keeps_the_newest_bytes_on_a_character_boundary() -> None:
-    terminal = c.Terminal("t", child=None, limit=5, owner=None)  # type: ignore[arg-type]
+    terminal = t.Terminal("t", child=None, limit=5, owner=None)  # type: ignore[arg-type]
     terminal.add(b"abc")
     assert (bytes(terminal.output), terminal.truncated) == (b"abc", False)
     terminal.add("déf".encode())  # 4 bytes: 7 in all, the newest 5 are kept
@@ -126,19 +127,19 @@ def test_terminals_end_to_end(tree: tuple[str, str]) -> None:
     work, outside = tree
 
     async def scenario() -> None:
-        terminals = c.Terminals("test")
+        terminals = t.Terminals("test")
         owner = object()
         tid = await terminals.create(owner, work, "sh", ["-c", "pwd; echo $X"], env={"X": "y"})
-        status = await terminals.wait(tid)
+        status = await terminals.wait(tid, owner)
         assert status == {"exitCode": 0, "signal": None}
-        assert terminals.output(tid) == {
+        assert terminals.output(tid, owner) == {
             "output": f"{work}\ny\n",
             "truncated": False,
             "exitStatus": status,
         }
-        await terminals.release(tid)
+        await terminals.release(tid, owner)
         with pytest.raises(c.Refused, match="unknown terminal"):
-            terminals.output(tid)
+            terminals.output(tid, owner)
         with pytest.raises(c.Refused, match="outside"):
             await terminals.create(owner, work, "pwd", cwd=outside)
         with pytest.raises(c.Refused, match="not a directory"):
@@ -146,14 +147,14 @@ def test_terminals_end_to_end(tree: tuple[str, str]) -> None:
         with pytest.raises(c.Refused, match="not found on PATH"):
             await terminals.create(owner, work, "no-such-cmd-xyz")
         slow = await terminals.create(owner, work, "sleep", ["600"], limit=10)
-        assert "exitStatus" not in terminals.output(slow)
-        await terminals.kill(slow)
-        assert terminals.output(slow)["exitStatus"]["signal"] in ("SIGTERM", "SIGKILL")
+        assert "exitStatus" not in terminals.output(slow, owner)
+        await terminals.kill(slow, owner)
+        assert terminals.output(slow, owner)["exitStatus"]["signal"] in ("SIGTERM", "SIGKILL")
         other = object()
         with pytest.raises(c.Refused, match="unknown terminal"):
             terminals.get(slow, other)
         again = await terminals.create(owner, work, "sleep", ["600"])
-        pid = terminals.get(again).child.pid
+        pid = terminals.get(again, owner).child.pid
         await terminals.release_owned_by(owner)
         assert len(terminals) == 0
         assert not group_alive(pid)
@@ -163,10 +164,10 @@ def test_terminals_end_to_end(tree: tuple[str, str]) -> None:
 
 
 def test_too_many_terminals(tree: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(c, "MAX_TERMINALS", 1)
+    monkeypatch.setattr(t, "MAX_TERMINALS", 1)
 
     async def scenario() -> None:
-        terminals = c.Terminals("test")
+        terminals = t.Terminals("test")
         owner = object()
         await terminals.create(owner, tree[0], "sleep", ["600"])
         with pytest.raises(c.Refused, match="too many terminals"):

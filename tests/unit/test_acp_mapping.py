@@ -15,7 +15,11 @@ from neocode_gateway.protocol import InputPart
 from neocode_gateway.protocol._events import PROGRESS_KINDS
 from neocode_gateway.protocol._frames import Media
 from neocode_gateway.runtime import CANCELLED, PermissionOutcome, RunInput
+from neocode_gateway.runtime.acp import _capabilities as caps
 from neocode_gateway.runtime.acp import _mapping as m
+from neocode_gateway.runtime.acp import _permissions as perm
+from neocode_gateway.runtime.acp import _prompt as p
+from neocode_gateway.runtime.acp._process import join_tail
 
 # -- session/update ------------------------------------------------------------------------
 
@@ -278,7 +282,7 @@ def test_a_permission_request_keeps_the_agents_options_as_given() -> None:
             "junk",
         ],
     }
-    tool, options = m.permission_request(params)
+    tool, options = perm.permission_request(params)
     assert tool == {
         "tool_call_id": "t9",
         "title": "`touch f`",
@@ -290,17 +294,17 @@ def test_a_permission_request_keeps_the_agents_options_as_given() -> None:
         {"option_id": "approved-for-session", "name": "Always", "kind": "allow_always"},
         {"option_id": "abort", "name": "abort", "kind": "reject_once"},
     ]
-    assert m.permission_request({}) == ({"tool_call_id": ""}, [])
+    assert perm.permission_request({}) == ({"tool_call_id": ""}, [])
 
 
 def test_permission_outcomes_become_acp_answers() -> None:
-    assert m.permission_answer(PermissionOutcome("allow", "allow_once", "client")) == {
+    assert perm.permission_answer(PermissionOutcome("allow", "allow_once", "client")) == {
         "outcome": {"outcome": "selected", "optionId": "allow"}
     }
-    assert m.permission_answer(PermissionOutcome("abort", "reject", "timeout")) == {
+    assert perm.permission_answer(PermissionOutcome("abort", "reject", "timeout")) == {
         "outcome": {"outcome": "selected", "optionId": "abort"}
     }
-    assert m.permission_answer(PermissionOutcome(None, None, "cancel")) == {
+    assert perm.permission_answer(PermissionOutcome(None, None, "cancel")) == {
         "outcome": {"outcome": "cancelled"}
     }
 
@@ -351,7 +355,7 @@ def test_text_then_parts_in_order(tmp_path: Path) -> None:
             _image(str(tmp_path / "a.png")),
         ),
     )
-    blocks = m.prompt_blocks(run, str(tmp_path))
+    blocks = p.prompt_blocks(run, str(tmp_path))
     assert blocks[:2] == [{"type": "text", "text": "look"}, {"type": "text", "text": "at these"}]
     assert blocks[2] == {"type": "image", "mimeType": "image/png", "data": encoded, "uri": "a.png"}
     assert blocks[3] == {"type": "image", "mimeType": "image/png", "data": encoded}
@@ -359,7 +363,7 @@ def test_text_then_parts_in_order(tmp_path: Path) -> None:
 
 
 def test_a_percent_encoded_data_uri() -> None:
-    assert m.image_data("data:image/svg+xml,%3Csvg%3E", "/") == base64.b64encode(b"<svg>").decode()
+    assert p.image_data("data:image/svg+xml,%3Csvg%3E", "/") == base64.b64encode(b"<svg>").decode()
 
 
 @pytest.mark.parametrize(
@@ -376,25 +380,25 @@ def test_a_percent_encoded_data_uri() -> None:
     ],
 )
 def test_bad_image_parts_are_input_errors(tmp_path: Path, part: InputPart, message: str) -> None:
-    with pytest.raises(m.InputError, match=message):
-        m.prompt_blocks(RunInput("r1", parts=(part,)), str(tmp_path))
+    with pytest.raises(p.InputError, match=message):
+        p.prompt_blocks(RunInput("r1", parts=(part,)), str(tmp_path))
 
 
 def test_images_refused_when_the_agent_takes_none_and_empty_input(tmp_path: Path) -> None:
-    with pytest.raises(m.InputError, match="does not accept images"):
-        m.prompt_blocks(RunInput("r1", parts=(_image("a.png"),)), str(tmp_path), images=False)
-    with pytest.raises(m.InputError, match="no input"):
-        m.prompt_blocks(RunInput("r1"), str(tmp_path))
+    with pytest.raises(p.InputError, match="does not accept images"):
+        p.prompt_blocks(RunInput("r1", parts=(_image("a.png"),)), str(tmp_path), images=False)
+    with pytest.raises(p.InputError, match="no input"):
+        p.prompt_blocks(RunInput("r1"), str(tmp_path))
 
 
 def test_images_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(m, "MAX_IMAGE_BYTES", 4)
+    monkeypatch.setattr(p, "MAX_IMAGE_BYTES", 4)
     (tmp_path / "big.png").write_bytes(b"12345")
-    with pytest.raises(m.InputError, match="larger than 4 bytes"):
-        m.image_data("big.png", str(tmp_path))
-    with pytest.raises(m.InputError, match="larger than 4 bytes"):
-        m.image_data("data:image/png;base64," + base64.b64encode(b"12345").decode(), "/")
-    assert m.image_data("x.png", "/", read=lambda path: b"abc") == "YWJj"
+    with pytest.raises(p.InputError, match="larger than 4 bytes"):
+        p.image_data("big.png", str(tmp_path))
+    with pytest.raises(p.InputError, match="larger than 4 bytes"):
+        p.image_data("data:image/png;base64," + base64.b64encode(b"12345").decode(), "/")
+    assert p.image_data("x.png", "/", read=lambda path: b"abc") == "YWJj"
     assert os.path.isabs(str(tmp_path))
 
 
@@ -402,7 +406,7 @@ def test_images_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_parse_initialize() -> None:
-    info = m.parse_initialize(
+    info = caps.parse_initialize(
         {
             "protocolVersion": 1,
             "agentCapabilities": {
@@ -422,12 +426,14 @@ def test_parse_initialize() -> None:
         "auth_methods": ["api-key"],
     }
     assert info.close_session
-    assert m.parse_initialize("garbage") == m.AgentInfo()
-    assert m.parse_initialize({"agentCapabilities": {"loadSession": "yes"}}).load_session is False
+    assert caps.parse_initialize("garbage") == caps.AgentInfo()
+    assert (
+        caps.parse_initialize({"agentCapabilities": {"loadSession": "yes"}}).load_session is False
+    )
 
 
 def test_parse_modes() -> None:
-    modes = m.parse_modes(
+    modes = caps.parse_modes(
         {
             "sessionId": "x",
             "modes": {
@@ -442,8 +448,8 @@ def test_parse_modes() -> None:
     )
     assert (modes.current, modes.available) == ("default", ["default", "plan"])
     assert modes.names == {"default": "Manual", "plan": "plan"}
-    assert m.parse_modes({"sessionId": "x"}) == m.Modes()
-    assert m.parse_modes(None) == m.Modes()
+    assert caps.parse_modes({"sessionId": "x"}) == caps.Modes()
+    assert caps.parse_modes(None) == caps.Modes()
 
 
 def test_error_messages_and_stderr_tails() -> None:
@@ -451,5 +457,5 @@ def test_error_messages_and_stderr_tails() -> None:
     assert m.error_message("Internal error: boom", {"details": "boom"}) == "Internal error: boom"
     assert m.error_message("Bad", "why") == "Bad: why"
     assert m.error_message("", None) == "the agent failed"
-    assert m.join_tail([str(n) for n in range(100)]) == "\n".join(str(n) for n in range(80, 100))
-    assert m.join_tail(["x" * 5000], max_chars=10) == "..." + "x" * 10
+    assert join_tail([str(n) for n in range(100)]) == "\n".join(str(n) for n in range(80, 100))
+    assert join_tail(["x" * 5000], max_chars=10) == "..." + "x" * 10

@@ -3,10 +3,19 @@
 Each child gets its own process group (``start_new_session``), so that
 stopping it also stops whatever it started (Claude's adapter starts one
 Claude Code process per session) and nothing else: signals go to that group
-and to descendants recorded by pid *and* start time, never to a name.
+and to descendants recorded by pid *and* start time, never to a name. On
+Linux the command runs under a shepherd (:mod:`._shepherd`): it gets a
+parent-death signal and is a child subreaper, so that what the command leaves
+(``setsid`` daemons included) is killed when the command ends, when the
+gateway stops it, and when the gateway is killed with ``kill -9``.
+
+The exit is the command's exit, not the end of its pipes: a descendant that
+keeps stdout open must not make a crashed agent look alive (``Process.wait()``
+of the stock event loop waits for the pipes too).
 
 An agent's stderr is always read (a chatty agent must never block on a full
-pipe): each line goes to the log at debug, and the last lines are kept for the
+pipe), in linear time and bounded memory: each line goes to the log at debug
+(cut to :data:`STDERR_LINE_BYTES`), and the last lines are kept for the
 message of a run that the agent's death ends.
 """
 
@@ -18,18 +27,24 @@ import logging
 import os
 import shutil
 import signal
+import sys
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 log = logging.getLogger("neocode_gateway.runtime.acp")
 
-#: The agent's stdout line limit (the SDK's default of 64 KiB is too small for real agents).
-STDIO_LIMIT: Final = 64 * 1024 * 1024
+#: The stream reader's buffer (lines are longer: :mod:`._stdio` joins the pieces, bounded).
+STREAM_LIMIT: Final = 1024 * 1024
 #: How many stderr lines are kept for error messages.
 STDERR_TAIL: Final = 50
-#: Longest stderr line kept (longer ones are cut; the log gets them whole at debug).
+#: Longest stderr line kept and logged (the rest of a longer line is dropped as it comes).
+STDERR_LINE_BYTES: Final = 8192
+#: Longest stderr line in an error message.
 STDERR_LINE_CHARS: Final = 2000
+#: The shepherd, where the kernel offers what it needs (Linux).
+SHEPHERD: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_shepherd.py")
+USE_SHEPHERD: Final = sys.platform == "linux"
 
 
 class SpawnError(OSError):
@@ -43,14 +58,68 @@ def which(command: str, env: Mapping[str, str]) -> str | None:
     return shutil.which(command, path=env.get("PATH", os.defpath))
 
 
+class StderrTail:
+    """An agent's stderr as lines, in linear time: a long line is cut as it comes, not kept."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tail: deque[str] = deque(maxlen=STDERR_TAIL)
+        self._line = bytearray()
+        self._dropped = 0
+
+    def feed(self, chunk: bytes) -> None:
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            piece = memoryview(chunk)[start : len(chunk) if end < 0 else end]
+            room = max(STDERR_LINE_BYTES - len(self._line), 0)
+            self._line += piece[:room]
+            self._dropped += max(len(piece) - room, 0)
+            if end < 0:
+                return
+            self._emit()
+            start = end + 1
+
+    def finish(self) -> None:
+        if self._line or self._dropped:
+            self._emit()
+
+    def _emit(self) -> None:
+        text = self._line.decode("utf-8", "replace").rstrip("\r")
+        if self._dropped:
+            text += f" [... {self._dropped} more bytes]"
+        self._line.clear()
+        self._dropped = 0
+        log.debug("%s stderr: %s", self.label, text)
+        if text.strip():
+            self.tail.append(text[:STDERR_LINE_CHARS])
+
+
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """The stock protocol, plus a future set when the process itself exits."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
 class ChildProcess:
     """A started child in its own process group, with its stderr drained."""
 
-    def __init__(self, process: asyncio.subprocess.Process, label: str) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, exited: asyncio.Future[None], label: str
+    ) -> None:
         self.process = process
         self.pid = process.pid
         self.label = label
-        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL)
+        self._exited = exited
+        self._stderr = StderrTail(label)
+        self.stderr_tail = self._stderr.tail
         self._stderr_task: asyncio.Task[None] | None = None
         if process.stderr is not None:
             self._stderr_task = asyncio.get_running_loop().create_task(
@@ -67,26 +136,41 @@ class ChildProcess:
         label: str,
         stderr_to_stdout: bool = False,
         stdin: bool = True,
+        grace: float = 3.0,
     ) -> ChildProcess:
-        """Start ``argv`` (``argv[0]`` looked up on ``env['PATH']``); :class:`SpawnError` if not."""
+        """Start ``argv`` (``argv[0]`` looked up on ``env['PATH']``); :class:`SpawnError` if not.
+
+        ``grace``: how long the shepherd lets the command stop after SIGTERM.
+        """
         program = which(argv[0], env)
         if program is None:
             raise SpawnError(f"{argv[0]!r} not found on PATH")
+        command = [program, *argv[1:]]
+        if USE_SHEPHERD:
+            command = [sys.executable, "-I", "-S", SHEPHERD, str(os.getpid()), f"{grace:g}"]
+            command += [program, program, *argv[1:]]
+        loop = asyncio.get_running_loop()
+        made: list[_Protocol] = []
+
+        def factory() -> _Protocol:
+            made.append(_Protocol(STREAM_LIMIT, loop))
+            return made[-1]
+
         try:
-            process = await asyncio.create_subprocess_exec(
-                program,
-                *argv[1:],
+            transport, protocol = await loop.subprocess_exec(
+                factory,
+                *command,
                 stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT if stderr_to_stdout else asyncio.subprocess.PIPE,
                 env=dict(env),
                 cwd=cwd,
                 start_new_session=True,
-                limit=STDIO_LIMIT,
             )
         except OSError as exc:
             raise SpawnError(f"{argv[0]!r} cannot be started ({exc.strerror or exc})") from None
-        return cls(process, label)
+        process = asyncio.subprocess.Process(transport, protocol, loop)
+        return cls(process, made[0].exited, label)
 
     @property
     def returncode(self) -> int | None:
@@ -94,8 +178,11 @@ class ChildProcess:
         return self.process.returncode
 
     async def wait(self) -> int:
-        """Wait for the exit (the event loop reaps the child: no zombie)."""
-        return await self.process.wait()
+        """Wait for the exit of the process itself (not of its pipes); the loop reaps it."""
+        await asyncio.shield(self._exited)
+        code = self.process.returncode
+        assert code is not None
+        return code
 
     async def stderr_done(self, timeout: float = 1.0) -> None:
         """Let the stderr reader take what the process wrote before it exited."""
@@ -117,61 +204,46 @@ class ChildProcess:
         return f"exited with code {code}"
 
     async def _drain(self, stream: asyncio.StreamReader) -> None:
-        pending = b""
-        try:
-            while True:
-                chunk = await stream.read(65536)
-                if not chunk:
-                    break
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    self._line(line)
-                if len(pending) > STDIO_LIMIT:
-                    self._line(pending)
-                    pending = b""
-        except (OSError, ValueError):  # pragma: no cover - the pipe broke
-            pass
-        if pending:
-            self._line(pending)
-
-    def _line(self, raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace").rstrip("\r")
-        log.debug("%s stderr: %s", self.label, text)
-        if text.strip():
-            self.stderr_tail.append(text[:STDERR_LINE_CHARS])
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := await stream.read(65536):
+                self._stderr.feed(chunk)
+        self._stderr.finish()
 
     def signal_group(self, signum: int) -> None:
         """Send ``signum`` to the child's process group (its own: ``start_new_session``)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signum)
 
-    async def stop(self, grace: float = 3.0, *, close_stdin: bool = True) -> None:
-        """Stop the child and everything it started: stdin EOF, SIGTERM, then SIGKILL.
+    def close_stdin(self) -> None:
+        """End-of-file on the child's stdin, now: unsent data is dropped (never waited for)."""
+        stdin = self.process.stdin
+        if stdin is not None and not stdin.transport.is_closing():
+            with contextlib.suppress(OSError, RuntimeError):
+                stdin.transport.abort()
 
-        Each step waits up to ``grace`` seconds for the child to exit. Then the
-        rest of its process group, and descendants that left the group, are
-        killed, so that no orphan outlives it.
+    async def stop(self, grace: float = 3.0, *, close_stdin: bool = True) -> None:
+        """Stop the child and everything it started, within ``grace`` seconds and a bit.
+
+        Stdin EOF (two thirds of the grace), SIGTERM to the group (the rest),
+        then SIGKILL; then the rest of its process group, and descendants that
+        left the group, are killed, so that no orphan outlives it. Every wait
+        is bounded.
         """
         descendants = descendant_pids(self.pid)
         if self.returncode is None and close_stdin and self.process.stdin is not None:
-            with contextlib.suppress(OSError, RuntimeError):
-                self.process.stdin.close()
-            await self._wait(grace)
+            self.close_stdin()
+            await self._wait(grace * 2 / 3)
         if self.returncode is None:
             descendants |= descendant_pids(self.pid)
             self.signal_group(signal.SIGTERM)
-            await self._wait(grace)
+            await self._wait(grace / 3 if close_stdin else grace)
         if self.returncode is None:
             descendants |= descendant_pids(self.pid)
             self.signal_group(signal.SIGKILL)
-            await self._wait(grace)
-        if group_alive(self.pid):  # what it started outlives it: TERM, then KILL
-            self.signal_group(signal.SIGTERM)
-            await self._wait_group(grace)
+            await self._wait(1.0)
         self.kill_leftovers(descendants)
-        await self._wait_group(grace)
-        await self.stderr_done(timeout=grace)
+        await self._wait_group(1.0)
+        await self.stderr_done(timeout=0.5)
         if self._stderr_task is not None and not self._stderr_task.done():
             self._stderr_task.cancel()
 
@@ -193,7 +265,7 @@ class ChildProcess:
 
     async def _wait(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.process.wait(), timeout)
+            await asyncio.wait_for(self.wait(), timeout)
 
 
 # -- /proc (Linux): descendants and memory --------------------------------------------------
@@ -276,3 +348,12 @@ def group_alive(pgid: int) -> bool:
         if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
             return True
     return False
+
+
+def join_tail(lines: Iterable[str], limit: int = 20, max_chars: int = 4000) -> str:
+    """The last ``limit`` lines of an agent's stderr for an error message (bounded)."""
+    chosen: Sequence[str] = list(lines)[-limit:]
+    text = "\n".join(chosen)
+    if len(text) > max_chars:
+        text = "..." + text[-max_chars:]
+    return text

@@ -1,12 +1,13 @@
-"""The client side of ACP that the bridge serves: files and terminals, inside the workdir.
+"""The terminals an agent runs (``terminal/*``): in the workdir, bounded, owned by one run.
 
-An agent may ask its client to read or write a file (``fs/*``) or to run a
-command (``terminal/*``). The bridge does so only inside the session's
-workdir: every path is resolved (symlinks followed, ``..`` collapsed) before
-it is checked, and a path that lands outside is refused with a JSON-RPC
-error. Terminals run in the workdir (or a directory inside it), in their own
-process group, keep at most ``outputByteLimit`` bytes of output (the oldest
-are dropped, as ACP says), and are killed and released when their run ends.
+A terminal runs its command in the workdir (or a directory inside it), in its
+own process group (under a shepherd on Linux: it is killed if the gateway
+dies, and what it leaves behind is killed when it exits), keeps at most
+``outputByteLimit`` bytes of output (the oldest are dropped, as ACP says), and
+belongs to the run that created it: another run (of another session of the
+same agent) cannot see it, and it is killed and released when its run ends.
+``terminal/wait_for_exit`` returns when the command exits, even if something
+it started keeps its output pipe open.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import contextlib
 import itertools
 import logging
 import os
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from neocode_gateway.runtime.acp._files import Refused, confine
 from neocode_gateway.runtime.acp._process import ChildProcess, SpawnError
 
 log = logging.getLogger("neocode_gateway.runtime.acp")
@@ -27,72 +30,8 @@ log = logging.getLogger("neocode_gateway.runtime.acp")
 #: Output kept per terminal when the agent names no limit, and the most it may ask for.
 DEFAULT_OUTPUT_LIMIT: Final = 1024 * 1024
 MAX_OUTPUT_LIMIT: Final = 16 * 1024 * 1024
-#: The largest file ``fs/read_text_file`` returns.
-MAX_READ_BYTES: Final = 32 * 1024 * 1024
-#: Terminals one agent session may hold at once.
+#: Terminals one run may hold at once.
 MAX_TERMINALS: Final = 32
-
-
-class Refused(Exception):
-    """A request the client side will not serve; becomes a JSON-RPC error for the agent."""
-
-    def __init__(self, message: str, code: int = -32602) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-def confine(workdir: str, path: str) -> str:
-    """``path`` resolved (symlinks too), if it is ``workdir`` or inside it; else :class:`Refused`.
-
-    ACP paths are absolute; a relative one is taken relative to the workdir.
-    """
-    if not isinstance(path, str) or not path or "\0" in path:
-        raise Refused("invalid path")
-    root = os.path.realpath(workdir)
-    resolved = os.path.realpath(os.path.join(root, path))
-    if resolved != root and not resolved.startswith(root.rstrip(os.sep) + os.sep):
-        raise Refused(f"{path}: outside the session's workdir {root}")
-    return resolved
-
-
-def read_text(workdir: str, path: str, line: int | None = None, limit: int | None = None) -> str:
-    """``fs/read_text_file``: the file's text, from 1-based ``line``, at most ``limit`` lines."""
-    resolved = confine(workdir, path)
-    try:
-        with open(resolved, "rb") as handle:
-            raw = handle.read(MAX_READ_BYTES + 1)
-    except FileNotFoundError:
-        raise Refused(f"{path}: no such file", code=-32002) from None
-    except IsADirectoryError:
-        raise Refused(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise Refused(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if len(raw) > MAX_READ_BYTES:
-        raise Refused(f"{path}: larger than {MAX_READ_BYTES} bytes")
-    text = raw.decode("utf-8", "replace")
-    if line is None and limit is None:
-        return text
-    lines = text.splitlines(keepends=True)
-    start = max((line or 1) - 1, 0)
-    end = len(lines) if limit is None else start + max(limit, 0)
-    return "".join(lines[start:end])
-
-
-def write_text(workdir: str, path: str, content: str) -> None:
-    """``fs/write_text_file``: create or replace the file (and its missing directories)."""
-    resolved = confine(workdir, path)
-    parent = os.path.dirname(resolved)
-    try:
-        os.makedirs(parent, exist_ok=True)
-        # The directories just made are inside the workdir; check again in case one is a link.
-        confine(workdir, parent)
-        with open(resolved, "w", encoding="utf-8") as handle:
-            handle.write(content)
-    except IsADirectoryError:
-        raise Refused(f"{path}: is a directory") from None
-    except OSError as exc:
-        raise Refused(f"{path}: cannot be written ({exc.strerror or exc})") from None
 
 
 @dataclass(eq=False)
@@ -122,8 +61,6 @@ class Terminal:
         if code is None:
             return None
         if code < 0:
-            import signal
-
             try:
                 name = signal.Signals(-code).name
             except ValueError:
@@ -192,14 +129,14 @@ class Terminals:
             while chunk := await stream.read(65536):
                 terminal.add(chunk)
 
-    def get(self, terminal_id: str, owner: Any = None) -> Terminal:
-        """The terminal ``terminal_id`` (of ``owner``, if given); :class:`Refused` if unknown."""
+    def get(self, terminal_id: str, owner: Any) -> Terminal:
+        """The terminal ``terminal_id`` of ``owner``; :class:`Refused` if unknown (or another's)."""
         terminal = self._terminals.get(terminal_id)
-        if terminal is None or (owner is not None and terminal.owner is not owner):
+        if terminal is None or owner is None or terminal.owner is not owner:
             raise Refused(f"unknown terminal {terminal_id!r}", code=-32002)
         return terminal
 
-    def output(self, terminal_id: str, owner: Any = None) -> dict[str, Any]:
+    def output(self, terminal_id: str, owner: Any) -> dict[str, Any]:
         """``terminal/output``: what it printed so far (within its limit) and its exit status."""
         terminal = self.get(terminal_id, owner)
         result: dict[str, Any] = {
@@ -211,7 +148,7 @@ class Terminals:
             result["exitStatus"] = status
         return result
 
-    async def wait(self, terminal_id: str, owner: Any = None) -> dict[str, Any]:
+    async def wait(self, terminal_id: str, owner: Any) -> dict[str, Any]:
         """``terminal/wait_for_exit``: wait for the command to end; its exit status."""
         terminal = self.get(terminal_id, owner)
         await terminal.child.wait()
@@ -222,12 +159,12 @@ class Terminals:
         assert status is not None
         return status
 
-    async def kill(self, terminal_id: str, owner: Any = None) -> None:
+    async def kill(self, terminal_id: str, owner: Any) -> None:
         """``terminal/kill``: stop the command (the terminal stays, for its output)."""
         terminal = self.get(terminal_id, owner)
         await terminal.child.stop(grace=1.0, close_stdin=False)
 
-    async def release(self, terminal_id: str, owner: Any = None) -> None:
+    async def release(self, terminal_id: str, owner: Any) -> None:
         """``terminal/release``: stop the command if it still runs, and forget the terminal."""
         terminal = self.get(terminal_id, owner)
         self._terminals.pop(terminal_id, None)
