@@ -53,6 +53,12 @@ COMMANDS: dict[str, Command] = {
     "approve": Command("allow a permission request", "_requests"),
     "reject": Command("reject a permission request", "_requests"),
     "cancel": Command("cancel a run", "_requests"),
+    "pending": Command("list the permission requests waiting for an answer", "_requests"),
+    "grants": Command("list what was allowed for a session; grants revoke ID", "_requests"),
+    "audit": Command("every permission decision: what, who, how long it waited", "_requests"),
+    "policy": Command(
+        "check the approval rules, or explain how a tool call is decided", "_requests"
+    ),
     "compact": Command("compact a session's context", "_session_commands"),
     "agents": Command("list the configured coding agents (--check starts each one)", "_agents"),
     "call": Command("send request frames, print the responses", "_client_commands"),

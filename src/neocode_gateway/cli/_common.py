@@ -234,3 +234,22 @@ def styled() -> bool:
     only colours: the output is then what a pipe gets.
     """
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+_UNITS: dict[str, float] = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def duration(text: str) -> float:
+    """``30s``, ``30m``, ``2h``, ``1d`` (or plain seconds) -> seconds, for argparse."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (examples: 30s, 30m, 2h, 1d)"
+        ) from None
+    if not 0 < seconds <= 366 * 86400:
+        raise argparse.ArgumentTypeError(f"a duration between 1s and 366d, not {text!r}")
+    return seconds

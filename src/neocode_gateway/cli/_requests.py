@@ -12,6 +12,7 @@ from neocode_gateway.cli._common import (
     EXIT_USAGE,
     add_address_flags,
     describe,
+    duration,
     fail,
     out,
     out_json,
@@ -130,6 +131,20 @@ def _permission_arguments(parser: argparse.ArgumentParser, approve: bool) -> Non
             action="store_true",
             help="allow for the rest of the session (allow_session), not only once",
         )
+        parser.add_argument(
+            "--for",
+            dest="for_time",
+            metavar="DURATION",
+            type=duration,
+            help="also allow the same tool call again for this long (30s, 30m, 2h, 1d)",
+        )
+        parser.add_argument(
+            "--next",
+            dest="next_count",
+            metavar="N",
+            type=positive_int,
+            help="also allow the same tool call again for its next N requests",
+        )
     parser.add_argument("--json", action="store_true", help="print the gateway's answer as JSON")
     add_address_flags(parser)
 
@@ -137,7 +152,9 @@ def _permission_arguments(parser: argparse.ArgumentParser, approve: bool) -> Non
 def _approve_arguments(parser: argparse.ArgumentParser) -> None:
     _permission_arguments(parser, True)
     describe(
-        parser, "  neocode-gateway approve p_01J...\n  neocode-gateway approve p_01J... --session"
+        parser,
+        "  neocode-gateway approve p_01J...\n  neocode-gateway approve p_01J... --session\n"
+        "  neocode-gateway approve p_01J... --for 30m\n  neocode-gateway approve p_01J... --next 5",
     )
 
 
@@ -147,12 +164,19 @@ def _reject_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _resolve(options: argparse.Namespace, prog: str, decision: str) -> int:
+    payload: dict[str, Any] = {"request_id": options.permission, "decision": decision}
+    for_time = getattr(options, "for_time", None)
+    next_count = getattr(options, "next_count", None)
+    if for_time is not None and next_count is not None:
+        return fail(prog, "give --for or --next, not both", EXIT_USAGE)
+    if for_time is not None:
+        payload["grant"] = {"for_s": for_time}
+    elif next_count is not None:
+        payload["grant"] = {"next": next_count}
+
     def body() -> int:
         with connection(options) as conn:
-            ack = conn.payload(
-                "resolve_permission",
-                payload={"request_id": options.permission, "decision": decision},
-            )
+            ack = conn.payload("resolve_permission", payload=payload)
         if options.json:
             out_json({"ok": True, **ack})
         else:
@@ -202,10 +226,12 @@ def run_cancel(options: argparse.Namespace, prog: str) -> int:
 
 def commands() -> dict[str, CommandSpec]:
     """Name → (help line, add_arguments, run)."""
+    from neocode_gateway.cli._approvals import approval_commands
     from neocode_gateway.cli._stop import run_stop, stop_arguments
 
     return {
         "sessions": ("list the most recent sessions", _sessions_arguments, run_sessions),
+        **approval_commands(),
         "approve": ("allow a permission request", _approve_arguments, run_approve),
         "reject": ("reject a permission request", _reject_arguments, run_reject),
         "cancel": ("cancel a run", _cancel_arguments, run_cancel),
