@@ -6,6 +6,7 @@ Claude Code (``ANTHROPIC_BASE_URL=http://127.0.0.1:PORT``) calls
 
 * it holds a ``tool_result`` -> "Done." (the tool ran; the turn ends);
 * ``touch created.txt`` -> a ``tool_use`` of ``Bash`` running exactly that;
+* ``WRITE /abs/path`` -> a ``tool_use`` of ``Write`` creating that file;
 * ``SLOWLY`` -> 600 small text deltas 50 ms apart (a turn to cancel);
 * ``RECALL`` -> "recalled: " and the earlier user texts of the conversation
   (a session that was loaded again still has them);
@@ -18,6 +19,8 @@ Run ``python tests/agents/mock_anthropic.py [PORT]`` to try it by hand.
 from __future__ import annotations
 
 import itertools
+import json
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -60,6 +63,9 @@ def answer(body: dict[str, Any]) -> tuple[str, Any, float]:
         return ("text", "Done.", 0.0)
     if SHELL_COMMAND in text:
         return ("tool", SHELL_COMMAND, 0.0)
+    write = re.search(r"WRITE (/\S+)", text)
+    if write:
+        return ("write", write.group(1), 0.0)
     if "SLOWLY" in text:
         return ("slow", "tick ", 0.05)
     if "RECALL" in text:
@@ -90,7 +96,7 @@ def events(body: dict[str, Any]) -> Iterator[tuple[str | None, Any, float]]:
         0.0,
     )
     stop = "end_turn"
-    if kind == "tool":
+    if kind in ("tool", "write"):
         stop = "tool_use"
         yield (
             "content_block_start",
@@ -100,15 +106,16 @@ def events(body: dict[str, Any]) -> Iterator[tuple[str | None, Any, float]]:
                 "content_block": {
                     "type": "tool_use",
                     "id": f"toolu_mock_{next(_ids)}",
-                    "name": "Bash",
+                    "name": "Bash" if kind == "tool" else "Write",
                     "input": {},
                 },
             },
             0.0,
         )
-        import json
-
-        arguments = json.dumps({"command": value, "description": "Create created.txt"})
+        if kind == "tool":
+            arguments = json.dumps({"command": value, "description": "Create created.txt"})
+        else:
+            arguments = json.dumps({"file_path": value, "content": "written by the mock\n"})
         yield (
             "content_block_delta",
             {
@@ -172,7 +179,9 @@ class AnthropicHandler(SseHandler):
                         "type": "message",
                         "role": "assistant",
                         "model": body.get("model", "claude-mock"),
-                        "content": [{"type": "text", "text": value if kind != "tool" else "ok"}],
+                        "content": [
+                            {"type": "text", "text": "ok" if kind in ("tool", "write") else value}
+                        ],
                         "stop_reason": "end_turn",
                         "stop_sequence": None,
                         "usage": {"input_tokens": 25, "output_tokens": 5},

@@ -132,9 +132,9 @@ def setup(request: pytest.FixtureRequest, bin_dir: Path) -> Iterator[tuple[Agent
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def start_gateway(agent: AgentSetup, scratch: str) -> Gateway:
+def start_gateway(agent: AgentSetup, scratch: str, extra_toml: str = "") -> Gateway:
     config = Path(scratch, "gateway.toml")
-    config.write_text(f'default_agent = "{agent.name}"\n' + agent.toml())
+    config.write_text(f'default_agent = "{agent.name}"\n' + agent.toml() + extra_toml)
     workdir = Path(scratch, "work")
     workdir.mkdir(exist_ok=True)
     gateway = Gateway(
