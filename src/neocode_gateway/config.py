@@ -63,7 +63,15 @@ _TOP_KEYS: Final = (
     "event_retention_days",
     "policy",
 )
-_AGENT_KEYS: Final = ("command", "env", "env_remove", "mode", "max_live_sessions")
+_AGENT_KEYS: Final = (
+    "command",
+    "env",
+    "env_remove",
+    "mode",
+    "max_live_sessions",
+    "session_idle_timeout",
+    "idle_timeout",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,10 @@ class AgentConfig:
     max_live_sessions: int = DEFAULT_MAX_LIVE_SESSIONS
     origin: str = ""
     env_remove: tuple[str, ...] = ()
+    #: Seconds an agent session without a run is kept (None: the runtime's default, 30 min;
+    #: 0: for ever), and an agent process with no live session (default 10 min).
+    session_idle_timeout: float | None = None
+    idle_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +160,8 @@ def load_config(
                 mode=previous.mode,
                 max_live_sessions=previous.max_live_sessions,
                 origin=f"--agent {name}",
+                session_idle_timeout=previous.session_idle_timeout,
+                idle_timeout=previous.idle_timeout,
             )
     default_agent = config.default_agent
     if default_agent_flag is not None:
@@ -272,6 +286,9 @@ def _agent(name: str, table: Any, where: str) -> AgentConfig:
     if mode is not None and (not isinstance(mode, str) or not mode.strip()):
         raise ConfigError(f"{where}: {key}.mode: expected a non-empty string, got {_show(mode)}")
     live = _count(table, "max_live_sessions", where, minimum=1, prefix=f"{key}.")
+    idle = {
+        name: _idle(table, name, where, key) for name in ("session_idle_timeout", "idle_timeout")
+    }
     return AgentConfig(
         name=name,
         command=command,
@@ -280,7 +297,25 @@ def _agent(name: str, table: Any, where: str) -> AgentConfig:
         mode=mode,
         max_live_sessions=DEFAULT_MAX_LIVE_SESSIONS if live is None else live,
         origin=f"{where}: {key}",
+        session_idle_timeout=idle["session_idle_timeout"],
+        idle_timeout=idle["idle_timeout"],
     )
+
+
+def _idle(table: Mapping[str, Any], name: str, where: str, key: str) -> float | None:
+    """An idle timeout in seconds: 0 (never) or more."""
+    value = table.get(name)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (value >= 0 and math.isfinite(value))
+    ):
+        raise ConfigError(
+            f"{where}: {key}.{name}: expected seconds (0 for never), got {_show(value)}"
+        )
+    return float(value)
 
 
 def _command(value: Any, where: str, key: str) -> tuple[str, ...]:

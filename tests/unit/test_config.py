@@ -160,6 +160,10 @@ def test_an_unknown_default_agent(tmp_path: Path) -> None:
         ("event_retention_days = -1", "event_retention_days: expected an integer >= 0"),
         ("event_retention_days = 1.5", "event_retention_days: expected an integer >= 0"),
         ("x = [", "not valid TOML"),
+        ("[agents.a]\ncommand = ['a']\nidle_timeout = -1", r"agents\.a\.idle_timeout: expected"),
+        ("[agents.a]\ncommand = ['a']\nsession_idle_timeout = 'x'", "session_idle_timeout"),
+        ("policy = 3", "policy: expected tables"),
+        ("[[policy]]\nallow = ['bogus']", "bogus"),
     ],
 )
 def test_each_mistake_is_one_line_naming_file_and_key(
@@ -205,3 +209,16 @@ def test_importing_the_config_is_cheap() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_idle_timeouts_and_policy_are_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[agents.a]\ncommand = ['a']\nsession_idle_timeout = 60\nidle_timeout = 0\n"
+        "[[policy]]\nallow = ['read']\n",
+    )
+    config = load_config(path)
+    agent = config.agents["a"]
+    assert (agent.session_idle_timeout, agent.idle_timeout) == (60.0, 0.0)
+    assert config.policy is not None
+    assert len(config.policy.tables) == 1

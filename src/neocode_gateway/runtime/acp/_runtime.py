@@ -76,7 +76,12 @@ class AcpRuntime:
     ) -> None:
         self.name = name
         self.config = agent
-        self.settings = Settings.read(options.settings if options is not None else {})
+        settings = dict(options.settings) if options is not None else {}
+        if agent.session_idle_timeout is not None:
+            settings["session_idle_timeout"] = agent.session_idle_timeout
+        if agent.idle_timeout is not None:
+            settings["agent_idle_timeout"] = agent.idle_timeout
+        self.settings = Settings.read(settings)
         workdir = options.default_workdir if options is not None else None
         self._cwd = workdir if workdir and os.path.isdir(workdir) else None
         self._agent_now: Agent | None = None
