@@ -1,35 +1,19 @@
-"""One client connection: framing, ordered answers, pushed frames, deadlines, back-pressure.
+"""One client connection: reading, framing, answering in order, deadlines.
 
 A :class:`Connection` is an ``asyncio.Protocol`` (not a stream task): the event
 loop calls :meth:`data_received` and every complete frame of that read is
 answered. Handlers may answer synchronously (bytes) or asynchronously (an
-awaitable); :meth:`Connection.send` pushes frames (events) at any time.
+awaitable); :meth:`~._outbound.Outbound.send` pushes frames (events) at any
+time. How answers and pushed frames leave, and what waits for the client, is
+the writing half: :mod:`._outbound` and :mod:`._flow`.
 
-**Two outbound queues.** Answers leave in request order: an asynchronous
-answer reserves its slot and holds the answers behind it until it is ready.
-Pushed frames have a queue of their own and never wait behind an answer that
-is still being computed (contract section 5 lets events and answers
-interleave): a slow ``compact`` does not hold back another session's events.
-Where a pushed frame must follow an answer, the layer above says so with
-:meth:`after_answer` (the sessions core holds a binding's events until its
-``run`` or ``bind_stream`` answer is written); frames a handler pushes while
-it runs go after its own answer. The fast path (nothing queued, the socket
-writable) joins the answers of one read into one ``write``.
-
-**Back-pressure.** When the socket's buffer passes its high-water mark, frames
-wait in the connection's own queues, where live pushed frames are counted
-(:attr:`pending_bytes`, :meth:`oldest_pending_age`) for the layer above to
-decide about slow consumers; replayed frames (``send(..., replay=True)``) are
-paced by :meth:`drain` instead and never counted. Pushed frames never stop
-the connection from *reading* (a client with an event backlog can still send
-``cancel``); only owed answers do, above a bound, so that a client pipelining
-without reading cannot grow memory without limit. A client that makes no
-progress for the write timeout is aborted; one that reads slowly but steadily
-is not.
-
-Deadlines are timestamps checked by the server's single sweeper, not timers
-per frame. The per-connection state is allocated on first use: an idle
-connection costs well under a kilobyte.
+Reading never stops for pushed frames (a client with an event backlog can
+still send ``cancel``); only owed answers pause it, above a bound, so that a
+client pipelining without reading cannot grow memory without limit. One read
+is handled at most 256 frames or 256 KiB per loop turn; the rest waits its
+turn. Deadlines are timestamps checked by the server's single sweeper, not
+timers per frame. State is allocated on first use: an idle connection costs
+well under a kilobyte of Python objects.
 """
 
 from __future__ import annotations
@@ -51,7 +35,9 @@ from neocode_gateway.protocol import (
     encode_error,
     parse_frame,
 )
-from neocode_gateway.server._outbound import _INF, MAX_OWED, MAX_OWED_BYTES, Callback, Outbound
+from neocode_gateway.server._debug import log_request
+from neocode_gateway.server._flow import _INF
+from neocode_gateway.server._outbound import MAX_OWED, MAX_OWED_BYTES, Callback, Outbound
 from neocode_gateway.transport import PeerCredentials
 
 if TYPE_CHECKING:
@@ -253,7 +239,7 @@ class Connection(Outbound, asyncio.Protocol):
                     self._current = None
                 if type(result) is bytes:
                     if self._debug:
-                        self._log_request(frame, result, start)
+                        log_request(self.id, frame, result, start)
                     if batch is not None and not self._answers and not self._pushed:
                         batch.append(result)
                         if callbacks:
@@ -335,7 +321,7 @@ class Connection(Outbound, asyncio.Protocol):
                 INTERNAL_ERROR, codes.MSG_INTERNAL, action=frame.action, request_id=frame.request_id
             )
         if self._debug:
-            self._log_request(frame, reply, start)
+            log_request(self.id, frame, reply, start)
         return reply
 
     # -- Outbound's hooks -------------------------------------------------------------
@@ -371,21 +357,6 @@ class Connection(Outbound, asyncio.Protocol):
         if not self._answers and not self._pushed and not self._answering:
             self._close_now()
 
-    def _log_request(self, frame: Frame, reply: bytes, start: float) -> None:
-        outcome = "ack"
-        if reply.startswith(b'{"type":"error"'):
-            marker = reply.find(b'"code":"')
-            outcome = "error " + reply[marker + 8 : reply.find(b'"', marker + 8)].decode()
-        log.debug(
-            "conn %d %s request_id=%s session=%s -> %s in %.2f ms",
-            self.id,
-            frame.action,
-            frame.request_id,
-            frame.session_id,
-            outcome,
-            (time.perf_counter() - start) * 1000,
-        )
-
     # -- public API for the layers above ----------------------------------------------
 
     def add_close_callback(self, callback: CloseCallback) -> None:
@@ -417,21 +388,6 @@ class Connection(Outbound, asyncio.Protocol):
         self._respond(data)
         self._close_after_flush()
         self._wake_drainers(False)
-
-    def expire(self) -> None:
-        """The read deadline passed: close now (abort if the client is not even reading)."""
-        transport = self.transport
-        if transport is None or self.closed:
-            return
-        if transport.get_write_buffer_size():
-            transport.abort()
-        else:
-            transport.close()
-
-    def abort(self) -> None:
-        """Drop the connection now, discarding anything unsent."""
-        if self.transport is not None and not self.closed:
-            self.transport.abort()
 
     @property
     def busy(self) -> bool:

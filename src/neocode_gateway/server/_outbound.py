@@ -27,10 +27,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, TypeAlias
 
+from neocode_gateway.server._flow import _ANSWER, _REPLAY, Flow, _Chunk
+
 if TYPE_CHECKING:
     from neocode_gateway.server._server import Server
 
-_INF: Final = float("inf")
 #: Reading pauses while this many answers are owed (queued or being computed)...
 MAX_OWED: Final = 256
 #: ...or this many bytes of answers wait; it resumes below half of each.
@@ -55,76 +56,37 @@ class _Slot:
         self.callbacks = callbacks
 
 
-_ANSWER: Final = -1.0
-_REPLAY: Final = 0.0
-
-
-class _Chunk:
-    """Bytes ready to write: ``since`` is the loop time a live event was pushed at,
-    ``_REPLAY`` for a replayed one, ``_ANSWER`` for an answer."""
-
-    __slots__ = ("data", "mark", "since")
-
-    def __init__(self, data: bytes, since: float, mark: tuple[str, int] | None) -> None:
-        self.data = data
-        self.since = since
-        self.mark = mark
-
-
 def _run(callbacks: list[Callback] | None) -> None:
     if callbacks:
         for callback in callbacks:
             callback()
 
 
-class Outbound:
+class Outbound(Flow):
     """Answers and pushed frames of one connection, and their back-pressure."""
 
     __slots__ = (
         "_answering",
-        "_answers",
         "_batch",
         "_batch_callbacks",
-        "_close_when_flushed",
         "_current",
-        "_delivered",
-        "_drain_waiters",
         "_owed",
         "_owed_bytes",
-        "_paused",
-        "_pushed",
-        "_pushed_bytes",
-        "_server",
-        "_stall_size",
         "bytes_out",
-        "closed",
         "dropped_frames",
         "frames_out",
-        "transport",
-        "write_deadline",
     )
 
     def __init__(self, server: Server) -> None:
-        self._server = server
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.write_deadline = _INF
-        self._answers: deque[_Slot] | None = None
-        self._pushed: deque[_Chunk] | None = None
-        self._pushed_bytes = 0
+        super().__init__(server)
         self._owed = 0
         self._owed_bytes = 0
-        self._paused = False
-        self._stall_size = 0
-        self._close_when_flushed = False
         self._answering = False
         #: Callbacks to run after the answer of the request being handled now.
         self._current: list[Callback] | None = None
         #: Answers of the read being handled, written together when it ends (fast path).
         self._batch: list[bytes] | None = None
         self._batch_callbacks: list[Callback] | None = None
-        self._delivered: dict[str, int] | None = None
-        self._drain_waiters: list[asyncio.Future[bool]] | None = None
         self.bytes_out = 0
         self.frames_out = 0
         self.dropped_frames = 0
@@ -320,81 +282,6 @@ class Outbound:
         self._pushed = None
         self._pushed_bytes = 0
         self._wake_drainers(False)
-
-    # -- socket flow control --------------------------------------------------------------
-
-    def pause_writing(self) -> None:
-        # The socket's buffer is full: frames now wait in our queues; give the client
-        # until the write deadline to make progress.
-        self._paused = True
-        transport = self.transport
-        self._stall_size = transport.get_write_buffer_size() if transport else 0
-        self.write_deadline = self._server.loop_time() + self._server.config.write_timeout
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        self.write_deadline = _INF
-        self._pump()
-
-    def write_stalled(self, now: float) -> bool:
-        """At the write deadline: ``True`` if the client made no progress since the last check."""
-        transport = self.transport
-        if transport is None:
-            return False
-        size = transport.get_write_buffer_size()
-        if size < self._stall_size:
-            self._stall_size = size  # it reads, slowly: give it another period
-            self.write_deadline = now + self._server.config.write_timeout
-            return False
-        return True
-
-    # -- public measures ------------------------------------------------------------------
-
-    def delivered(self, key: str) -> int | None:
-        """The last mark value for ``key`` whose frames were all handed to the socket.
-
-        Everything written after it in the stream (an error frame, say) reaches
-        the client after those frames, so this is what a client has seen in
-        full once it reads a frame written now.
-        """
-        return self._delivered.get(key) if self._delivered else None
-
-    def forget_mark(self, key: str) -> None:
-        """Drop what :meth:`delivered` knows of ``key``."""
-        if self._delivered:
-            self._delivered.pop(key, None)
-
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes of live pushed frames waiting in the gateway for this client: our queue plus
-        the socket's buffer (which holds at most a replay page besides them)."""
-        transport = self.transport
-        buffered = transport.get_write_buffer_size() if transport is not None else 0
-        return self._pushed_bytes + buffered
-
-    @property
-    def pending_frames(self) -> int:
-        """Frames and owed answers waiting in the outbound queues."""
-        return len(self._answers or ()) + len(self._pushed or ())
-
-    def oldest_pending_age(self, now: float) -> float:
-        """Seconds the oldest live pushed frame still queued has waited (0.0 if none)."""
-        for chunk in self._pushed or ():
-            if chunk.since > 0.0:
-                return now - chunk.since
-        return 0.0
-
-    async def drain(self) -> bool:
-        """Wait until pushed frames are taken; ``False`` if the connection closed meanwhile."""
-        if self.closed or self._close_when_flushed:
-            return False
-        if not self._pushed and not self._paused:
-            return True
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if self._drain_waiters is None:
-            self._drain_waiters = []
-        self._drain_waiters.append(waiter)
-        return await waiter
 
     def _drop_pushed(self) -> None:
         """Forget the pushed frames still queued, not the answers (a fatal error follows)."""
