@@ -1,5 +1,6 @@
 """The durable event log: sessions, events, runs and permission requests in SQLite."""
 
+from neocode_gateway.store._open import DB_NAME, MIGRATIONS, SCHEMA_VERSION
 from neocode_gateway.store._rows import (
     EventRow,
     GrantRow,
@@ -8,7 +9,7 @@ from neocode_gateway.store._rows import (
     SessionRow,
     WriteBatch,
 )
-from neocode_gateway.store._sqlite import DB_NAME, MIGRATIONS, SCHEMA_VERSION, Store
+from neocode_gateway.store._sqlite import Store
 
 __all__ = [
     "DB_NAME",
