@@ -33,7 +33,7 @@ FORBIDDEN = (
     "neocode_gateway.sessions",
     "neocode_gateway.store",
     "neocode_gateway.runtime",
-    "neocode_gateway.client._async",
+    "neocode_gateway.client._link",
 )
 
 _PROBE = """

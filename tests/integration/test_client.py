@@ -76,7 +76,7 @@ def test_peer_credentials_name_the_daemon(shared_gateway: Gateway) -> None:
 def test_peer_is_none_where_credentials_cannot_be_read(
     shared_gateway: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from neocode_gateway.client import _async as client_async
+    from neocode_gateway.client import _link as client_async
     from neocode_gateway.errors import PeerCredentialsUnavailable
 
     def unavailable(sock: object) -> None:

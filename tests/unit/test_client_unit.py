@@ -23,7 +23,7 @@ from neocode_gateway.client import (
     new_request_id,
     raise_for_error,
 )
-from neocode_gateway.client import _async as client_async
+from neocode_gateway.client import _link as client_async
 from neocode_gateway.client import _local as client_local
 from neocode_gateway.client._protocol import (
     ClientProtocol,

@@ -41,12 +41,8 @@ from neocode_gateway.errors import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from neocode_gateway.client._async import (
-        DEFAULT_MAX_RESPONSE_BYTES,
-        AsyncGatewayClient,
-        RunStream,
-        raise_for_error,
-    )
+    from neocode_gateway.client._async import AsyncGatewayClient, RunStream
+    from neocode_gateway.client._link import DEFAULT_MAX_RESPONSE_BYTES, raise_for_error
     from neocode_gateway.client._protocol import RawResponse
     from neocode_gateway.client._streams import EventsDropped, SlowConsumer, Subscription
     from neocode_gateway.client._sync import BlockingRunStream, GatewayClient
@@ -55,10 +51,10 @@ if TYPE_CHECKING:
 
 #: Name -> the module that defines it, imported when the name is first used.
 _LAZY = {
-    "DEFAULT_MAX_RESPONSE_BYTES": "neocode_gateway.client._async",
+    "DEFAULT_MAX_RESPONSE_BYTES": "neocode_gateway.client._link",
     "AsyncGatewayClient": "neocode_gateway.client._async",
     "RunStream": "neocode_gateway.client._async",
-    "raise_for_error": "neocode_gateway.client._async",
+    "raise_for_error": "neocode_gateway.client._link",
     "RawResponse": "neocode_gateway.client._protocol",
     "EventsDropped": "neocode_gateway.client._streams",
     "SlowConsumer": "neocode_gateway.client._streams",

@@ -17,11 +17,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mappin
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from neocode_gateway.client._async import (
-    DEFAULT_MAX_RESPONSE_BYTES,
-    AsyncGatewayClient,
-    RunStream,
-)
+from neocode_gateway.client._async import AsyncGatewayClient, RunStream
+from neocode_gateway.client._link import DEFAULT_MAX_RESPONSE_BYTES
 from neocode_gateway.client._local import DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT
 from neocode_gateway.client._protocol import RawResponse
 from neocode_gateway.protocol import Event, Frame, InputPart
