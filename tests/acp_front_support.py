@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 from acp import PROTOCOL_VERSION, spawn_agent_process
-from acp.interfaces import Client
 from acp.core import ClientSideConnection
+from acp.interfaces import Client
 from acp.schema import AllowedOutcome, DeniedOutcome, RequestPermissionResponse
 
 from tests.support import short_tmpdir
