@@ -36,7 +36,7 @@ def started_daemons() -> Iterator[list[int]]:
 
 def _daemon_pid(path: str) -> int:
     with GatewayClient(path) as client:
-        return int(client.request({"action": "status"}).payload["pid"])  # type: ignore[index]
+        return int(client.status()["pid"])
 
 
 def test_no_gateway_starts_one_in_the_background_and_says_so(
