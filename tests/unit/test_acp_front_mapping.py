@@ -89,7 +89,7 @@ def test_what_acp_has_no_update_for_is_skipped(data: dict[str, Any]) -> None:
 @pytest.mark.timeout(10)
 def test_it_is_the_reverse_of_the_runtime_mapping() -> None:
     """An ACP update through the runtime's mapping and back is the update again."""
-    updates = [
+    updates: list[dict[str, Any]] = [
         {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "a"}},
         {
             "sessionUpdate": "tool_call",

@@ -40,6 +40,7 @@ from pydantic import BaseModel, ValidationError
 from neocode_gateway.acp_front import _mapping
 from neocode_gateway.acp_front._follow import GatewayWentAway, SessionFollower
 from neocode_gateway.acp_front._link import GatewayDown, GatewayLink
+from neocode_gateway.acp_front._modes import PendingModes
 from neocode_gateway.client import AsyncGatewayClient, ErrorFrameReceived
 from neocode_gateway.errors import ClientError
 
@@ -131,6 +132,7 @@ class FrontDoor:
         self._conn: Client | None = None
         self._editor: _SdkEditor | None = None
         self._sessions: dict[str, _Attached] = {}
+        self.modes = PendingModes(link.address)
 
     def on_connect(self, conn: Client) -> None:
         self._conn = conn
@@ -236,6 +238,7 @@ class FrontDoor:
                     client, session_id, session.get("mode"), after_seq=None
                 )
         attached.pending_mode = mode_id
+        self.modes.put(session_id, mode_id)
         return SetSessionModeResponse()
 
     # -- runs --------------------------------------------------------------------------------
@@ -256,8 +259,9 @@ class FrontDoor:
                 frame["input_text"] = text
             else:
                 frame["input_parts"] = parts
-            if attached.pending_mode:
-                frame["payload"] = {"mode": attached.pending_mode}
+            mode = self.modes.take(session_id) or attached.pending_mode
+            if mode:
+                frame["payload"] = {"mode": mode}
             try:
                 await client.request(frame)
             except BaseException:
