@@ -61,6 +61,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "compact": Command("compact a session's context", "_session_commands"),
     "agents": Command("list the configured coding agents (--check starts each one)", "_agents"),
+    "acp": Command("be an ACP agent on stdio for editors (Zed, JetBrains, acpx)", "_acp"),
     "call": Command("send request frames, print the responses", "_client_commands"),
     "schema": Command("print the JSON Schema of the frame", "_client_commands"),
     "completion": Command("print a shell completion script (bash, zsh, fish)", "_completion"),

@@ -1,0 +1,136 @@
+"""The front door's one connection to the gateway: connect, start the daemon, reconnect.
+
+The front door is a client of the contract like any other front-end. It
+holds one :class:`~neocode_gateway.client.AsyncGatewayClient`; when none
+answers at the address it starts the daemon itself (detached, in its own
+session, logging to its own ``gateway.log``) so that an editor works on a
+machine where nobody ran ``neocode-gateway`` first. When the connection is
+lost (the gateway was stopped or killed) the next request connects again,
+starting the daemon again if need be: the editor sees one failed request,
+never a dead agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from neocode_gateway.client import AsyncGatewayClient, client_default_address
+from neocode_gateway.errors import GatewayUnreachable, RequestTimeout
+
+log = logging.getLogger("neocode_gateway.acp_front")
+
+#: How long a daemon the front door started may take to answer.
+START_TIMEOUT: Final = 15.0
+#: What the daemon's exit code 3 means: another one won the race; it will answer.
+_ALREADY_RUNNING: Final = 3
+
+
+class GatewayDown(Exception):
+    """No gateway answers, and none could be started (the message says why)."""
+
+
+class GatewayLink:
+    """A connected client, made on demand; ``note`` writes a line for the user (stderr)."""
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        autostart: bool = True,
+        daemon_args: Sequence[str] = (),
+        note: Callable[[str], None] | None = None,
+    ) -> None:
+        self.address = address or client_default_address()
+        self.autostart = autostart
+        self.daemon_args = list(daemon_args)
+        self.note = note or (lambda text: None)
+        self._client: AsyncGatewayClient | None = None
+        self._lock = asyncio.Lock()
+        #: Bumped at every new connection: followers of an older one must bind again.
+        self.generation = 0
+        self.started_pid: int | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
+    async def client(self) -> AsyncGatewayClient:
+        """The connected client; connects (and starts the daemon) when there is none."""
+        client = self._client
+        if client is not None and client.connected:
+            return client
+        async with self._lock:
+            client = self._client
+            if client is not None and client.connected:
+                return client
+            if client is not None:
+                await client.close()
+            self._client = await self._connect()
+            self.generation += 1
+            return self._client
+
+    async def _connect(self) -> AsyncGatewayClient:
+        client = AsyncGatewayClient(self.address, request_timeout=30.0)
+        try:
+            return await client.connect()
+        except (GatewayUnreachable, RequestTimeout) as exc:
+            if not self.autostart:
+                raise GatewayDown(
+                    f"no gateway answers at {self.address} ({exc}); start one with: neocode-gateway"
+                ) from None
+            first_error = exc
+        proc = self._start_daemon()
+        deadline = time.monotonic() + START_TIMEOUT
+        delay = 0.01
+        while True:
+            client = AsyncGatewayClient(self.address, request_timeout=30.0)
+            try:
+                return await client.connect()
+            except (GatewayUnreachable, RequestTimeout):
+                pass
+            code = proc.poll()
+            if code is not None and code != _ALREADY_RUNNING:
+                raise GatewayDown(
+                    f"no gateway answered at {self.address} ({first_error}), and the one "
+                    f"started exited with code {code}; run 'neocode-gateway --listen "
+                    f"{self.address}' in a terminal to see why"
+                )
+            if time.monotonic() > deadline:
+                raise GatewayDown(
+                    f"the gateway started at {self.address} (pid {proc.pid}) did not answer "
+                    f"within {START_TIMEOUT:g} s; see its gateway.log"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def _start_daemon(self) -> subprocess.Popen[bytes]:
+        """The daemon, detached: its own session, no stdio of ours (stdout carries ACP)."""
+        argv = [sys.executable, "-m", "neocode_gateway", "serve", "--listen", self.address]
+        argv += self.daemon_args
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            env=dict(os.environ),
+        )
+        self.started_pid = proc.pid
+        self.note(
+            f"neocode-gateway acp: no gateway at {self.address}; started one in the "
+            f"background (pid {proc.pid}, log: gateway.log in its data directory)"
+        )
+        return proc
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
