@@ -307,9 +307,9 @@ def test_set_mode_applies_to_the_next_run(gateway: Gateway, workdir: str) -> Non
             async with AsyncGatewayClient(gateway.path) as client:
                 session = await client.load_session(new.session_id)
             assert session["mode"] == "plan"
-            await conn.set_session_mode(session_id=new.session_id, mode_id="nonsense")
+            # An unknown mode is refused at once, by the agent, through the gateway.
             with pytest.raises(RequestError) as caught:
-                await conn.prompt(session_id=new.session_id, prompt=[text_block("hi")])
+                await conn.set_session_mode(session_id=new.session_id, mode_id="nonsense")
             assert "unknown mode" in str(caught.value)
 
     run(body())

@@ -12,7 +12,7 @@ import msgspec
 from neocode_gateway.client import GatewayClient
 from tests.conftest import GatewayFactory
 from tests.support import Gateway, run_cli, short_tmpdir
-from tests.v11 import Peer, etype
+from tests.v11 import Peer, data, etype
 
 
 def test_create_session_without_a_run_then_run_on_it(gateway: Gateway) -> None:
@@ -139,5 +139,37 @@ def test_client_library_and_cli_create_and_delete(gateway: Gateway) -> None:
         nodir = run_cli("sessions", "new", "--workdir", "/no/such/dir", "--listen", gateway.path)
         assert nodir.returncode == 2
         assert "no such directory" in nodir.stderr
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_set_mode_without_a_run_and_list_by_workdir(gateway: Gateway) -> None:
+    workdir = short_tmpdir("ngw-wd-")
+    try:
+        with Peer(gateway.path) as peer:
+            made = peer.ack("create_session", workdir=workdir)["payload"]
+            other = peer.ack("create_session")["payload"]
+            assert other["workdir"] != made["workdir"]
+            changed = peer.ack("set_mode", session_id=made["id"], payload={"mode": "plan"})
+            assert changed["payload"]["mode"] == "plan"
+            unknown = peer.request("set_mode", session_id=made["id"], payload={"mode": "x"})
+            assert unknown["error"] == {"code": "invalid_action", "message": "unknown mode"}
+            missing = peer.request("set_mode", session_id=made["id"])
+            assert missing["error"]["code"] == "missing_required_field"
+            nosession = peer.request("set_mode", session_id="s_none", payload={"mode": "plan"})
+            assert nosession["error"]["code"] == "resource_not_found"
+            # The next run switches the agent to the mode (echo says so with session_info).
+            run = peer.ack("run", session_id=made["id"], input_text="hi")
+            peer.wait_terminal(str(run["run_id"]))
+            info = [
+                f
+                for f in peer.events
+                if f.get("run_id") == run["run_id"] and data(f).get("kind") == "session_info"
+            ]
+            assert data(info[0])["mode"] == "plan"
+            mine = peer.ack("list_sessions", payload={"workdir": workdir})["payload"]["sessions"]
+            assert [s["id"] for s in mine] == [made["id"]]
+            bad = peer.request("list_sessions", payload={"workdir": "relative"})
+            assert bad["error"]["code"] == "invalid_action"
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

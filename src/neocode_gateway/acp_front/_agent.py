@@ -40,7 +40,6 @@ from pydantic import BaseModel, ValidationError
 from neocode_gateway.acp_front import _mapping
 from neocode_gateway.acp_front._follow import GatewayWentAway, SessionFollower
 from neocode_gateway.acp_front._link import GatewayDown, GatewayLink
-from neocode_gateway.acp_front._modes import PendingModes
 from neocode_gateway.client import AsyncGatewayClient, ErrorFrameReceived
 from neocode_gateway.errors import ClientError
 
@@ -49,7 +48,6 @@ log = logging.getLogger("neocode_gateway.acp_front")
 #: Gateway sessions read per ``session/list`` page before filtering by ``cwd``.
 LIST_PAGE = 50
 #: Pages read at most for one filtered ``session/list`` answer.
-LIST_MAX_PAGES = 20
 
 
 @contextlib.asynccontextmanager
@@ -96,12 +94,11 @@ class _SdkEditor:
 class _Attached:
     """A session this editor follows."""
 
-    __slots__ = ("follower", "mode", "pending_mode")
+    __slots__ = ("follower", "mode")
 
     def __init__(self, follower: SessionFollower, mode: str | None) -> None:
         self.follower = follower
         self.mode = mode
-        self.pending_mode: str | None = None
 
 
 def _modes(mode: str | None) -> SessionModeState | None:
@@ -132,7 +129,6 @@ class FrontDoor:
         self._conn: Client | None = None
         self._editor: _SdkEditor | None = None
         self._sessions: dict[str, _Attached] = {}
-        self.modes = PendingModes(link.address)
 
     def on_connect(self, conn: Client) -> None:
         self._conn = conn
@@ -211,34 +207,23 @@ class FrontDoor:
     async def list_sessions(
         self, cwd: str | None = None, cursor: str | None = None, **kwargs: Any
     ) -> ListSessionsResponse:
-        wanted = os.path.realpath(cwd) if cwd else None
-        found: list[SessionInfo] = []
+        """The gateway's sessions, newest first, of ``cwd`` when given (the gateway filters)."""
         async with gateway_errors("session/list"):
             client = await self.link.client()
-            for _ in range(LIST_MAX_PAGES):
-                page = await client.list_sessions(limit=LIST_PAGE, cursor=cursor)
-                for session in page.get("sessions", []):
-                    if wanted is None or session.get("workdir") == wanted:
-                        found.append(_session_info(session))
-                cursor = page.get("next_cursor")
-                if found or not cursor:
-                    break
-        return ListSessionsResponse(sessions=found, next_cursor=cursor or None)
+            page = await client.list_sessions(
+                limit=LIST_PAGE, cursor=cursor, workdir=os.path.abspath(cwd) if cwd else None
+            )
+        found = [_session_info(session) for session in page.get("sessions", [])]
+        return ListSessionsResponse(sessions=found, next_cursor=page.get("next_cursor") or None)
 
     async def set_session_mode(
         self, session_id: str, mode_id: str, **kwargs: Any
     ) -> SetSessionModeResponse:
-        """Remembered, and sent as the next run's mode: the contract sets modes only there."""
-        attached = self._sessions.get(session_id)
-        if attached is None:
-            async with gateway_errors("session/set_mode"):
-                client = await self.link.client()
-                session = await self._lookup(client, session_id)
-                attached = await self._attach(
-                    client, session_id, session.get("mode"), after_seq=None
-                )
-        attached.pending_mode = mode_id
-        self.modes.put(session_id, mode_id)
+        """The session's mode, set in the gateway (``set_mode``): checked by the agent now,
+        applied at the next run, whichever client sends it."""
+        async with gateway_errors("session/set_mode"):
+            client = await self.link.client()
+            await client.set_mode(session_id, mode_id)
         return SetSessionModeResponse()
 
     # -- runs --------------------------------------------------------------------------------
@@ -259,16 +244,11 @@ class FrontDoor:
                 frame["input_text"] = text
             else:
                 frame["input_parts"] = parts
-            mode = self.modes.take(session_id) or attached.pending_mode
-            if mode:
-                frame["payload"] = {"mode": mode}
             try:
                 await client.request(frame)
             except BaseException:
                 follower.forget(run_id)
                 raise
-            finally:
-                attached.pending_mode = None
         try:
             event = await terminal
         except GatewayWentAway as exc:

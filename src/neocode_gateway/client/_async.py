@@ -247,10 +247,15 @@ class AsyncGatewayClient(GatewayLink):
         return _payload(await self._ack({"action": "resolve_permission", "payload": payload}))
 
     async def list_sessions(
-        self, *, limit: int | None = None, cursor: str | None = None
+        self, *, limit: int | None = None, cursor: str | None = None, workdir: str | None = None
     ) -> dict[str, Any]:
-        """One page of sessions, newest first: ``{"sessions": [...], "next_cursor"?: C}``."""
-        payload = {k: v for k, v in (("limit", limit), ("cursor", cursor)) if v is not None}
+        """One page of sessions, newest first: ``{"sessions": [...], "next_cursor"?: C}``;
+        ``workdir`` (absolute) keeps those of that working directory (contract v1.2)."""
+        payload = {
+            k: v
+            for k, v in (("limit", limit), ("cursor", cursor), ("workdir", workdir))
+            if v is not None
+        }
         return _payload(await self._ack({"action": "list_sessions", "payload": payload or None}))
 
     async def iter_sessions(self, *, page_size: int = 50) -> AsyncIterator[dict[str, Any]]:
@@ -320,6 +325,14 @@ class AsyncGatewayClient(GatewayLink):
         if workdir is not None:
             frame["workdir"] = workdir
         return _payload(await self._ack(frame))
+
+    async def set_mode(self, session_id: str, mode: str) -> dict[str, Any]:
+        """Set a session's mode without a run (contract v1.2); the session's fields."""
+        return _payload(
+            await self._ack(
+                {"action": "set_mode", "session_id": session_id, "payload": {"mode": mode}}
+            )
+        )
 
     async def delete_session(self, session_id: str) -> dict[str, Any]:
         """Delete a session, its log, runs and permission requests (contract v1.2)."""

@@ -45,6 +45,7 @@ def install(
     dispatcher.register("unbind_stream", core.unbind_stream)
     dispatcher.register("create_session", core.create_session)
     dispatcher.register("delete_session", core.delete_session)
+    dispatcher.register("set_mode", core.set_mode)
     dispatcher.register("hello", core.hello)
     dispatcher.register("list_pending", core.list_pending)
     dispatcher.register("list_grants", core.list_grants)

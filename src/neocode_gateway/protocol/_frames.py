@@ -31,6 +31,7 @@ ACTIONS: Final = (
     # v1.2
     "create_session",
     "delete_session",
+    "set_mode",
     "hello",
     "list_pending",
     "list_grants",

@@ -45,13 +45,14 @@ _value_decoder: Final = msgspec.json.Decoder()
 #: payload no action reads costs a syntax check at C speed, whatever its size or shape.
 PAYLOAD_FIELDS: Final[dict[str, frozenset[str]]] = {
     "run": frozenset({"agent", "mode"}),
-    "list_sessions": frozenset({"limit", "cursor"}),
+    "list_sessions": frozenset({"limit", "cursor", "workdir"}),
     "load_session": frozenset({"limit", "cursor"}),
     "bind_stream": frozenset({"after_seq"}),
     "unbind_stream": frozenset(),
     "resolve_permission": frozenset({"request_id", "decision", "option_id", "grant"}),
     "create_session": frozenset({"agent", "mode", "title", "mcp_servers"}),
     "delete_session": frozenset(),
+    "set_mode": frozenset({"mode"}),
     "hello": frozenset({"client", "device"}),
     "list_pending": frozenset(),
     "list_grants": frozenset(),
@@ -277,7 +278,7 @@ def validate(frame: Frame) -> None:
     if action == "run":
         if _blank(frame.input_text) and not frame.input_parts:
             raise _missing(frame, "input_text_or_input_parts")
-    elif action in ("compact", "load_session", "delete_session"):
+    elif action in ("compact", "load_session", "delete_session", "set_mode"):
         if _blank(frame.session_id):
             raise _missing(frame, "session_id")
     elif action in ("bind_stream", "unbind_stream"):

@@ -226,6 +226,10 @@ class SessionCore:
         """``create_session`` (v1.2): a session without a run."""
         return self._handle(frame, sub, self.lifecycle.create_session)
 
+    def set_mode(self, frame: Frame, sub: Subscriber) -> Answer:
+        """``set_mode`` (v1.2): a session's mode, without a run."""
+        return self._handle(frame, sub, self.lifecycle.set_mode)
+
     def delete_session(self, frame: Frame, sub: Subscriber) -> Answer:
         """``delete_session`` (v1.2): a session and its log."""
         return self._handle(frame, sub, self.lifecycle.delete_session)

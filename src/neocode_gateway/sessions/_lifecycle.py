@@ -1,5 +1,6 @@
-"""Sessions made and removed on their own (contract v1.2): ``create_session``, ``delete_session``.
+"""Sessions on their own (contract v1.2): ``create_session``, ``set_mode``, ``delete_session``.
 
+``set_mode`` sets a session's mode without a run (an editor's mode picker).
 A front-end that is an agent to its own client (the ACP front door: an editor
 asks it for a session before any prompt) needs a session without a run. It is
 created with its workdir, agent, mode and the MCP servers to give the agent,
@@ -14,7 +15,14 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from neocode_gateway.errors import StoreError
-from neocode_gateway.protocol import CONFLICT, INTERNAL_ERROR, INVALID_ACTION, Frame, codes
+from neocode_gateway.protocol import (
+    CONFLICT,
+    INTERNAL_ERROR,
+    INVALID_ACTION,
+    MISSING_REQUIRED_FIELD,
+    Frame,
+    codes,
+)
 from neocode_gateway.sessions._cache import session_row
 from neocode_gateway.sessions._ids import new_id
 from neocode_gateway.sessions._model import Session
@@ -84,6 +92,22 @@ class Lifecycle:
         if session.options.get("mcp_servers"):
             result["mcp_servers"] = len(session.options["mcp_servers"])
         return ack(frame, result, session_id=session.id)
+
+    def set_mode(self, frame: Frame, sub: Subscriber) -> Awaitable[bytes]:
+        """``set_mode``: the session's mode, checked with its agent now, applied by the
+        agent at the session's next run (every run that asks for no other)."""
+        session = self._core.cache.require(frame.session_id)
+        mode = opt_str(payload_of(frame), "mode")
+        if mode is None:
+            raise RequestError(MISSING_REQUIRED_FIELD, codes.msg_missing_field("payload.mode"))
+        check_idle(session)
+        return self._set_mode(frame, session, mode)
+
+    async def _set_mode(self, frame: Frame, session: Session, mode: str) -> bytes:
+        await check_mode(session, mode)
+        session.mode = mode
+        self._core.journal.update_session(session.id, mode=mode)
+        return ack(frame, session.describe(), session_id=session.id)
 
     def delete_session(self, frame: Frame, sub: Subscriber) -> Awaitable[bytes]:
         """``delete_session``: the session, its log, runs and permission requests."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -47,8 +48,13 @@ class Queries:
         cursor = payload.get("cursor")
         if cursor is not None and not isinstance(cursor, str):
             raise RequestError(INVALID_ACTION, codes.msg_invalid_payload_field("cursor"))
+        workdir = payload.get("workdir")
+        if workdir is not None:
+            if not isinstance(workdir, str) or not os.path.isabs(workdir):
+                raise RequestError(INVALID_ACTION, codes.msg_invalid_payload_field("workdir"))
+            workdir = os.path.realpath(workdir)  # sessions keep their workdir resolved
         try:
-            rows, next_cursor = self._core.store.list_sessions(limit, cursor or None)
+            rows, next_cursor = self._core.store.list_sessions(limit, cursor or None, workdir)
         except ValueError:
             raise RequestError(INVALID_ACTION, codes.msg_invalid_payload_field("cursor")) from None
         result: dict[str, Any] = {"sessions": [self._describe_row(row) for row in rows]}

@@ -60,19 +60,22 @@ class Reads:
         rows = self._read(_SESSION_SELECT + " WHERE id = ?", (session_id,))
         return SessionRow(*rows[0]) if rows else None
 
-    def list_sessions(self, limit: int, cursor: str | None) -> tuple[list[SessionRow], str | None]:
-        """A page of sessions, newest ``updated_at`` first; the next page's cursor or ``None``."""
+    def list_sessions(
+        self, limit: int, cursor: str | None, workdir: str | None = None
+    ) -> tuple[list[SessionRow], str | None]:
+        """A page of sessions, newest ``updated_at`` first (of one ``workdir`` if given); the
+        next page's cursor or ``None``."""
+        where: list[str] = []
+        params: list[Any] = []
         if cursor:
             updated_at, session_id = _decode_cursor(cursor)
-            rows = self._read(
-                _SESSION_SELECT + " WHERE (updated_at, id) < (?, ?) "
-                "ORDER BY updated_at DESC, id DESC LIMIT ?",
-                (updated_at, session_id, limit + 1),
-            )
-        else:
-            rows = self._read(
-                _SESSION_SELECT + " ORDER BY updated_at DESC, id DESC LIMIT ?", (limit + 1,)
-            )
+            where.append("(updated_at, id) < (?, ?)")
+            params += [updated_at, session_id]
+        if workdir is not None:
+            where.append("workdir = ?")
+            params.append(workdir)
+        sql = _SESSION_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._read(sql + " ORDER BY updated_at DESC, id DESC LIMIT ?", (*params, limit + 1))
         sessions = [SessionRow(*row) for row in rows[:limit]]
         if len(rows) > limit:
             last = sessions[-1]
