@@ -207,3 +207,51 @@ def test_a_malformed_rule_stops_the_daemon_with_one_line(workdir: str) -> None:
     assert result.returncode == 2
     assert "frobnicate" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_commands_speak_plainly_too(gateway: Gateway, workdir: str) -> None:
+    listen = ("--listen", gateway.path)
+    empty = run_cli("pending", *listen)
+    assert empty.stdout.strip() == "nothing waits for an answer"
+    assert run_cli("grants", *listen).stdout.startswith("no grants")
+    assert run_cli("audit", *listen).stdout.strip() == "no permission decisions"
+    with Peer(gateway.path) as peer:
+        session_id, run_id = _ask(peer, "/ask execute make all")
+        asked = peer.wait_event(lambda f: etype(f) == "permission_request")
+        waiting = run_cli("pending", *listen)
+        assert data(asked)["request_id"] in waiting.stdout
+        assert "neocode-gateway approve ID" in waiting.stdout
+        approved = run_cli("approve", data(asked)["request_id"], "--for", "30m", *listen)
+        assert approved.returncode == 0, approved.stderr
+        peer.wait_terminal(run_id)
+        _, by_rule = _ask(peer, "/ask read notes.txt", session_id)
+        peer.wait_terminal(by_rule)
+    grants = run_cli("grants", "--session", session_id, *listen)
+    assert "execute(make all)" in grants.stdout
+    assert "until" in grants.stdout
+    audit = run_cli("audit", "--since", "1h", *listen)
+    assert "policy" in audit.stdout
+    assert "by client [cli]" in audit.stdout
+    bad = run_cli("audit", "--since", "yesterday", *listen)
+    assert bad.returncode == 2
+    both = run_cli("approve", "p_x", "--for", "1m", "--next", "2", *listen)
+    assert both.returncode == 2
+    assert "not both" in both.stderr
+    wrong = run_cli("approve", "p_x", "--for", "soon", *listen)
+    assert wrong.returncode == 2
+    revoke = run_cli("grants", "revoke", *listen)
+    assert revoke.returncode == 2
+    for kind, arg in (("edit", "src/a.py"), ("think", ""), ("execute", "git status")):
+        explained = run_cli(
+            "policy",
+            "explain",
+            kind,
+            arg,
+            "--workdir",
+            workdir,
+            "--config",
+            str(Path(workdir) / "gateway.toml"),
+        )
+        assert explained.returncode == 0, explained.stderr
+    nokind = run_cli("policy", "explain", "--config", str(Path(workdir) / "gateway.toml"))
+    assert nokind.returncode == 2

@@ -451,3 +451,46 @@ def test_a_data_directory_that_is_a_symlink_or_open_is_refused(problem: str) -> 
         assert expected in result.stderr
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+# -- fault 12: retention, off the hot path -----------------------------------------------------
+
+
+def test_retention_deletes_old_events_and_decisions_a_few_sessions_a_turn(
+    run: Runner, work: Path
+) -> None:
+    from neocode_gateway.store import EventRow, PermissionRow, SessionRow, WriteBatch
+
+    old = "2020-01-01T00:00:00.000Z"
+    store = Store.open(work / "data")
+    batch = WriteBatch()
+    for index in range(100):
+        sid = f"s_old{index:03d}"
+        batch.new_sessions.append(
+            SessionRow(sid, "t", "/", "echo", old, old, 3, 1, None, None, None)
+        )
+        batch.events.extend(EventRow(sid, seq, "r", "run_progress", old, b"{}\n") for seq in (1, 2))
+        batch.events.append(EventRow(sid, 3, "r", "run_done", "2999-01-01T00:00:00.000Z", b"{}\n"))
+    batch.new_permissions.append(
+        PermissionRow(
+            "p_old", "s_old000", "r", "resolved", "reject", "client", None, "{}", old, old
+        )
+    )
+    store.commit(batch)
+    store.close()
+
+    async def scenario() -> None:
+        store, core, server, listener = await _serve(work, EchoRuntime(), event_retention_days=1)
+        try:
+            for _ in range(500):
+                if store.sessions_with_events_before("2021-01-01T00:00:00.000Z") == []:
+                    break
+                await asyncio.sleep(0.01)
+            assert store.sessions_with_events_before("2021-01-01T00:00:00.000Z") == []
+            assert store.first_seq("s_old042") == 3
+            assert store.count_events("s_old042", 0, 3) == 1
+            assert store.get_permission("p_old") is None
+        finally:
+            await _stop(store, core, server, listener)
+
+    run(scenario())
