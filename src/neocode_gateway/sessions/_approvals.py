@@ -20,14 +20,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from neocode_gateway.policy import (
-    Decision,
-    Grant,
-    Policy,
-    decide_with_grants,
-    grant_from_request,
-    request_from_tool_call,
-)
 from neocode_gateway.protocol import (
     INVALID_ACTION,
     MISSING_REQUIRED_FIELD,
@@ -43,6 +35,7 @@ from neocode_gateway.sessions._wire import RequestError, ack, opt_int, opt_str, 
 from neocode_gateway.store import GrantRow, PermissionRow
 
 if TYPE_CHECKING:
+    from neocode_gateway.policy import Decision, Grant, Policy
     from neocode_gateway.sessions._core import SessionCore
 
 log = logging.getLogger("neocode_gateway.sessions")
@@ -65,18 +58,32 @@ class _Held:
 class Approvals:
     """The policy, the grants of every session, and the actions that show them."""
 
-    __slots__ = ("_core", "_grants", "policy")
+    __slots__ = ("_core", "_grants", "_policy")
 
     def __init__(self, core: SessionCore, policy: Policy | None) -> None:
         self._core = core
-        self.policy = policy if policy is not None else Policy.from_tables([], source="none")
+        self._policy = policy
         #: Live grants by session, loaded from the store on first use.
         self._grants: dict[str, dict[str, _Held]] = {}
 
     # -- deciding ---------------------------------------------------------------------
 
+    @property
+    def policy(self) -> Policy:
+        """The rules (none configured: an empty policy, under which a person decides).
+
+        The policy package is imported at the first permission request, not at start:
+        the daemon answers its first ping sooner."""
+        if self._policy is None:
+            from neocode_gateway.policy import Policy
+
+            self._policy = Policy.from_tables([], source="none")
+        return self._policy
+
     def decide(self, session: Session, tool_call: dict[str, Any]) -> tuple[Decision, str | None]:
         """What the rules and grants say of a tool call; the grant used, if one decided."""
+        from neocode_gateway.policy import decide_with_grants, request_from_tool_call
+
         request = request_from_tool_call(tool_call)
         held = self._held(session.id)
         now = time.time()
@@ -98,6 +105,8 @@ class Approvals:
     def _held(self, session_id: str) -> dict[str, _Held]:
         held = self._grants.get(session_id)
         if held is None:
+            from neocode_gateway.policy import Grant
+
             held = {}
             for row in self._core.store.grants(session_id):
                 try:
@@ -127,6 +136,8 @@ class Approvals:
         uses: int | None = None,
     ) -> str:
         """A grant for what ``tool_call`` asked, in its session; its id."""
+        from neocode_gateway.policy import grant_from_request, request_from_tool_call
+
         request = request_from_tool_call(tool_call)
         expires = time.time() + for_seconds if for_seconds is not None else None
         grant = grant_from_request(
@@ -240,6 +251,8 @@ def _grant_out(row: GrantRow) -> dict[str, Any]:
 
 
 def _decision_out(row: PermissionRow) -> dict[str, Any]:
+    from neocode_gateway.policy import request_from_tool_call
+
     try:
         request = msgspec.json.decode(row.request)
     except msgspec.DecodeError:

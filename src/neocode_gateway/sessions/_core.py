@@ -40,12 +40,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import msgspec
 
 from neocode_gateway import __version__
-from neocode_gateway.policy import Policy
 from neocode_gateway.protocol import Frame
 from neocode_gateway.runtime import RuntimeSet
 from neocode_gateway.sessions._approvals import Approvals
@@ -62,6 +61,9 @@ from neocode_gateway.sessions._streams import Streams
 from neocode_gateway.sessions._subscriber import Subscriber
 from neocode_gateway.sessions._wire import RequestError, error
 from neocode_gateway.store import Store
+
+if TYPE_CHECKING:
+    from neocode_gateway.policy import Policy
 
 log = logging.getLogger("neocode_gateway.sessions")
 
