@@ -150,7 +150,12 @@ def test_permission_asked_of_the_editor_and_its_choice_resolves(
             ]
             async with AsyncGatewayClient(gateway.path) as client:
                 resolved = await _events_until(client, new.session_id, "permission_resolved")
+                audit = await client.request(
+                    {"action": "audit", "session_id": new.session_id, "payload": {}}
+                )
             assert resolved.data["decision"] == "reject"
+            assert resolved.data["client"] == "acp"  # the front door names itself (hello)
+            assert audit.payload["decisions"][0]["who"] == "acp"
             failed = [u for _, u in editor.updates if u.session_update == "tool_call_update"]
             assert failed[-1].status == "failed"
 

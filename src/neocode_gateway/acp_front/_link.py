@@ -77,7 +77,7 @@ class GatewayLink:
             return self._client
 
     async def _connect(self) -> AsyncGatewayClient:
-        client = AsyncGatewayClient(self.address, request_timeout=30.0)
+        client = AsyncGatewayClient(self.address, request_timeout=30.0, client_name="acp")
         try:
             return await client.connect()
         except (GatewayUnreachable, RequestTimeout) as exc:
@@ -90,7 +90,7 @@ class GatewayLink:
         deadline = time.monotonic() + START_TIMEOUT
         delay = 0.01
         while True:
-            client = AsyncGatewayClient(self.address, request_timeout=30.0)
+            client = AsyncGatewayClient(self.address, request_timeout=30.0, client_name="acp")
             try:
                 return await client.connect()
             except (GatewayUnreachable, RequestTimeout):
