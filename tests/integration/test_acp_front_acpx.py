@@ -226,3 +226,39 @@ def test_a_session_started_by_acpx_is_approved_from_the_terminal(acpx: Acpx) -> 
         if asking.poll() is None:
             asking.kill()
             asking.wait(5)
+
+
+@pytest.mark.timeout(420)
+def test_real_claude_behind_the_front_door_edits_a_file() -> None:
+    """acpx -> neocode-gateway acp -> the gateway -> Claude Code (its model mocked on
+    loopback): a prompt through acpx writes a file in the workdir, approved by acpx."""
+    from tests.agents import mock_anthropic
+    from tests.agents.real import claude_setup, installed_agents
+    from tests.integration.test_real_agents_gateway import start_gateway
+
+    bin_dir = installed_agents()
+    mock = mock_anthropic.start(0)
+    scratch = short_tmpdir("ngw-acpx-claude-")
+    gateway = None
+    tool = None
+    try:
+        agent = claude_setup(bin_dir, Path(scratch, "home"), mock.url)
+        gateway = start_gateway(agent, scratch)
+        tool = Acpx(gateway)
+        tool.env.pop("IS_SANDBOX", None)  # Claude Code as root refuses it (tests.agents.real)
+        target = os.path.join(tool.cwd, "written.txt")
+        done = tool("--approve-all", "exec", f"WRITE {target}", timeout=240)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert Path(target).read_text() == "written by the mock\n"
+        with GatewayClient(gateway.path) as client:
+            (session,) = client.list_sessions()["sessions"]
+        assert session["agent"] == "claude"
+        assert session["workdir"] == tool.cwd
+    finally:
+        if tool is not None:
+            tool.cleanup()
+        if gateway is not None:
+            gateway.stop(20)
+            gateway.cleanup()
+        mock.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
