@@ -86,8 +86,15 @@ class Session:
 
     @property
     def evictable(self) -> bool:
-        """Whether nothing holds the session in memory (no run, compaction or binding)."""
-        return self.active_run is None and not self.busy and not self.bindings
+        """Whether nothing holds the session in memory: no run, compaction or binding, and
+        no event still on its way to the log (a session loaded again takes its numbering
+        from the store, which must then have every number given out)."""
+        return (
+            self.active_run is None
+            and not self.busy
+            and not self.bindings
+            and self.committed_seq == self.last_seq
+        )
 
     @property
     def mcp_servers(self) -> list[dict[str, Any]]:
