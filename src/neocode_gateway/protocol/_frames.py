@@ -1,5 +1,9 @@
 """Frame types of the v1 contract as msgspec Structs: the one definition of the wire format.
 
+The Structs are not tracked by the garbage collector (``gc=False``): a frame never
+takes part in a reference cycle, and a pipelined client makes many of them, each of
+which would otherwise count toward the collector's next pass.
+
 Every optional field defaults to ``None`` and is omitted when encoding, so a
 response carries only the fields it has (the contract: empty fields are
 omitted). ``null`` in a request is read as "absent", as the reference did.
@@ -55,7 +59,7 @@ def _doc(description: str, enum: Iterable[str] = ()) -> msgspec.Meta:
     return msgspec.Meta(description=description, extra_json_schema=extra)
 
 
-class Media(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
+class Media(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False, gc=False):
     """The media of an image input part."""
 
     uri: Annotated[str | None, _doc("where the image is; required")] = None
@@ -63,7 +67,7 @@ class Media(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
     file_name: Annotated[str | None, _doc("optional file name")] = None
 
 
-class InputPart(msgspec.Struct, omit_defaults=True):
+class InputPart(msgspec.Struct, omit_defaults=True, gc=False):
     """One part of a multimodal input: ``text`` or ``image``."""
 
     type: Annotated[str | None, _doc("the kind of part", ("text", "image"))] = None
@@ -71,14 +75,14 @@ class InputPart(msgspec.Struct, omit_defaults=True):
     media: Annotated[Media | None, _doc("the image of an image part")] = None
 
 
-class ErrorBody(msgspec.Struct):
+class ErrorBody(msgspec.Struct, gc=False):
     """The ``error`` object of an error frame."""
 
     code: Annotated[str, _doc("stable error code; branch on this", _ERROR_CODES)] = ""
     message: Annotated[str, _doc("human-readable explanation; do not parse")] = ""
 
 
-class Frame(msgspec.Struct, omit_defaults=True):
+class Frame(msgspec.Struct, omit_defaults=True, gc=False):
     """One v1 frame, request or response. Unknown fields are ignored on decode."""
 
     type: Annotated[str | None, _doc("kind of frame; required", FRAME_TYPES)] = None

@@ -32,7 +32,7 @@ INT_MIN: Final = -(2**63)
 UINT_MAX: Final = 2**64 - 1
 
 
-class _Request(Frame, omit_defaults=True):
+class _Request(Frame, omit_defaults=True, gc=False):
     """A request as read: its payload kept as raw JSON until we know what reads it."""
 
     payload: msgspec.Raw = msgspec.Raw()
