@@ -15,20 +15,16 @@ from typing import Any
 import msgspec
 import pytest
 
-from neocode_gateway.dispatch import Dispatcher, install
 from neocode_gateway.runtime import (
     CompactResult,
     EchoRuntime,
     RunInput,
     RunSink,
-    RuntimeSet,
     SessionRef,
 )
-from neocode_gateway.server import Server, ServerConfig
-from neocode_gateway.sessions import CoreConfig, SessionCore
 from neocode_gateway.store import Store
-from neocode_gateway.transport import UnixListener
 from tests.conftest import GatewayFactory
+from tests.inprocess import ended, line, read_until, serve, stop
 from tests.integration.test_server_inprocess import run
 from tests.support import Gateway, run_cli, short_tmpdir
 from tests.v11 import Peer, data, etype, seqs
@@ -69,50 +65,6 @@ class _Hand(EchoRuntime):
         return await super().prompt(session, run, sink)
 
 
-async def _serve(work: Path, runtime: EchoRuntime, **config: Any) -> tuple[Any, ...]:
-    store = Store.open(work / "data")
-    runtimes = RuntimeSet(default="echo")
-    runtimes.add("echo", runtime)
-    core = SessionCore(
-        store, runtimes, CoreConfig(data_dir=work / "data", default_workdir="/", **config)
-    )
-    dispatcher = Dispatcher()
-    listener = UnixListener(str(work / "gw.sock"))
-    listener.open()
-    server = Server(listener, dispatcher, ServerConfig())
-    await core.start()
-    install(dispatcher, core, lambda: len(server.connections))
-    await server.start()
-    return store, core, server, listener
-
-
-async def _stop(store: Store, core: SessionCore, server: Server, listener: UnixListener) -> None:
-    await server.shutdown()
-    await core.shutdown()
-    listener.release()
-    store.close()
-
-
-def _line(**frame: Any) -> bytes:
-    return msgspec.json.encode({"type": "request", **frame}) + b"\n"
-
-
-async def _read_until(
-    reader: asyncio.StreamReader, done: Callable[[dict[str, Any]], bool]
-) -> list[dict[str, Any]]:
-    frames: list[dict[str, Any]] = []
-    while not frames or not done(frames[-1]):
-        line = await asyncio.wait_for(reader.readline(), 10)
-        assert line, "the gateway closed the connection"
-        frames.append(msgspec.json.decode(line))
-    return frames
-
-
-def _ended(frame: dict[str, Any]) -> bool:
-    payload = frame.get("payload")
-    return isinstance(payload, dict) and payload.get("event_type") in ("run_done", "run_error")
-
-
 # -- fault 1: a reservation is always released ---------------------------------------------
 
 
@@ -121,13 +73,13 @@ def test_a_client_gone_during_the_mode_check_leaves_the_session_idle(
 ) -> None:
     async def scenario() -> None:
         hand = _Hand()
-        store, core, server, listener = await _serve(work, hand)
+        store, core, server, listener = await serve(work, hand)
         try:
             reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
-            writer.write(_line(action="run", request_id="a", input_text="hi"))
-            session_id = (await _read_until(reader, _ended))[0]["session_id"]
+            writer.write(line(action="run", request_id="a", input_text="hi"))
+            session_id = (await read_until(reader, ended))[0]["session_id"]
             writer.write(
-                _line(
+                line(
                     action="run",
                     request_id="b",
                     session_id=session_id,
@@ -151,14 +103,14 @@ def test_a_client_gone_during_the_mode_check_leaves_the_session_idle(
             hand.gate.set()
             # The session takes a run again, and cancel/list agree that nothing runs.
             reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
-            writer.write(_line(action="run", request_id="c", session_id=session_id, input_text="y"))
-            frames = await _read_until(reader, _ended)
+            writer.write(line(action="run", request_id="c", session_id=session_id, input_text="y"))
+            frames = await read_until(reader, ended)
             assert frames[0]["type"] == "ack"
             assert frames[-1]["payload"]["event_type"] == "run_done"
             assert core.status()["active_runs"] == 0
             writer.close()
         finally:
-            await _stop(store, core, server, listener)
+            await stop(store, core, server, listener)
 
     run(scenario())
 
@@ -170,29 +122,29 @@ def test_events_flow_while_another_sessions_compact_is_answered(run: Runner, wor
     async def scenario() -> None:
         hand = _Hand()
         hand.slow_interval = 0.02
-        store, core, server, listener = await _serve(work, hand, slow_consumer_seconds=1.0)
+        store, core, server, listener = await serve(work, hand, slow_consumer_seconds=1.0)
         try:
             reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
-            writer.write(_line(action="run", request_id="other", input_text="hi"))
-            other = (await _read_until(reader, _ended))[0]["session_id"]
-            writer.write(_line(action="run", request_id="live", input_text="/slow 150"))
-            await _read_until(reader, lambda f: f.get("request_id") == "live")
-            writer.write(_line(action="compact", request_id="c", session_id=other))
+            writer.write(line(action="run", request_id="other", input_text="hi"))
+            other = (await read_until(reader, ended))[0]["session_id"]
+            writer.write(line(action="run", request_id="live", input_text="/slow 150"))
+            await read_until(reader, lambda f: f.get("request_id") == "live")
+            writer.write(line(action="compact", request_id="c", session_id=other))
             # The compact takes 2 s (longer than the slow-consumer age of 1 s here):
             # the live run's events keep coming meanwhile, and nobody is cut.
             loop = asyncio.get_running_loop()
             gate_at = loop.time() + 2.0
             loop.call_later(2.0, hand.gate.set)
-            frames = await _read_until(reader, lambda f: f.get("request_id") == "c")
+            frames = await read_until(reader, lambda f: f.get("request_id") == "c")
             early = [f for f in frames if f["type"] == "event"]
             assert len(early) > 50, "events waited behind the compact answer"
             assert frames[-1]["type"] == "ack"
             assert loop.time() >= gate_at - 0.05
-            rest = await _read_until(reader, _ended)
+            rest = await read_until(reader, ended)
             assert not [f for f in frames + rest if f["type"] == "error"]
             writer.close()
         finally:
-            await _stop(store, core, server, listener)
+            await stop(store, core, server, listener)
 
     run(scenario())
 
@@ -202,26 +154,26 @@ def test_events_flow_while_another_sessions_compact_is_answered(run: Runner, wor
 
 def test_idle_unbound_sessions_are_evicted_beyond_the_cap(run: Runner, work: Path) -> None:
     async def scenario() -> None:
-        store, core, server, listener = await _serve(work, EchoRuntime(), max_cached_sessions=8)
+        store, core, server, listener = await serve(work, EchoRuntime(), max_cached_sessions=8)
         try:
             reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
             made: list[str] = []
             ends: list[int] = []
             for index in range(40):
-                writer.write(_line(action="run", request_id=f"r{index}", input_text="hi"))
-                frames = await _read_until(reader, _ended)
+                writer.write(line(action="run", request_id=f"r{index}", input_text="hi"))
+                frames = await read_until(reader, ended)
                 made.append(frames[0]["session_id"])
                 ends.append(frames[-1]["payload"]["seq"])
-                writer.write(_line(action="unbind_stream", request_id="u", session_id=made[-1]))
-                await _read_until(reader, lambda f: f.get("request_id") == "u")
+                writer.write(line(action="unbind_stream", request_id="u", session_id=made[-1]))
+                await read_until(reader, lambda f: f.get("request_id") == "u")
             assert len(core.cache) <= 8
             # An evicted session is loaded again on use, with its numbering.
-            writer.write(_line(action="bind_stream", request_id="b", session_id=made[0]))
-            ack = (await _read_until(reader, lambda f: f.get("request_id") == "b"))[-1]
+            writer.write(line(action="bind_stream", request_id="b", session_id=made[0]))
+            ack = (await read_until(reader, lambda f: f.get("request_id") == "b"))[-1]
             assert ack["payload"]["last_seq"] == ends[0]
             writer.close()
         finally:
-            await _stop(store, core, server, listener)
+            await stop(store, core, server, listener)
 
     run(scenario())
 
@@ -233,17 +185,17 @@ def test_an_event_that_cannot_be_encoded_leaves_no_gap(run: Runner, work: Path) 
     async def scenario() -> None:
         hand = _Hand()
         hand.bad_event = True
-        store, core, server, listener = await _serve(work, hand)
+        store, core, server, listener = await serve(work, hand)
         try:
             reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
-            writer.write(_line(action="run", request_id="a", input_text="hi"))
-            frames = await _read_until(reader, _ended)
+            writer.write(line(action="run", request_id="a", input_text="hi"))
+            frames = await read_until(reader, ended)
             numbers = [f["payload"]["seq"] for f in frames if f["type"] == "event"]
             assert numbers == list(range(1, len(numbers) + 1))
             assert frames[-1]["payload"]["event_type"] == "run_error"
             writer.close()
         finally:
-            await _stop(store, core, server, listener)
+            await stop(store, core, server, listener)
 
     run(scenario())
 
@@ -480,7 +432,7 @@ def test_retention_deletes_old_events_and_decisions_a_few_sessions_a_turn(
     store.close()
 
     async def scenario() -> None:
-        store, core, server, listener = await _serve(work, EchoRuntime(), event_retention_days=1)
+        store, core, server, listener = await serve(work, EchoRuntime(), event_retention_days=1)
         try:
             for _ in range(500):
                 if store.sessions_with_events_before("2021-01-01T00:00:00.000Z") == []:
@@ -491,6 +443,6 @@ def test_retention_deletes_old_events_and_decisions_a_few_sessions_a_turn(
             assert store.count_events("s_old042", 0, 3) == 1
             assert store.get_permission("p_old") is None
         finally:
-            await _stop(store, core, server, listener)
+            await stop(store, core, server, listener)
 
     run(scenario())

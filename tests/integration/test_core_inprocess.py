@@ -7,18 +7,12 @@ import asyncio
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import msgspec
 import pytest
 
-from neocode_gateway.dispatch import Dispatcher, install
 from neocode_gateway.errors import StoreError
-from neocode_gateway.runtime import EchoRuntime, RuntimeSet
-from neocode_gateway.server import Server, ServerConfig
-from neocode_gateway.sessions import CoreConfig, SessionCore
 from neocode_gateway.store import Store, WriteBatch
-from neocode_gateway.transport import UnixListener
+from tests.inprocess import ended, line, read_until, serve, stop
 from tests.integration.test_server_inprocess import run
 from tests.support import short_tmpdir
 
@@ -34,51 +28,6 @@ def work() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-async def _gateway(work: Path, **config: Any) -> tuple[Store, SessionCore, Server, UnixListener]:
-    store = Store.open(work / "data")
-    runtimes = RuntimeSet(default="echo")
-    runtimes.add("echo", EchoRuntime())
-    core = SessionCore(
-        store, runtimes, CoreConfig(data_dir=work / "data", default_workdir="/", **config)
-    )
-    dispatcher = Dispatcher()
-    listener = UnixListener(str(work / "gw.sock"))
-    listener.open()
-    server = Server(listener, dispatcher, ServerConfig())
-    await core.start()
-    server.add_sweep_hook(core.tick)
-    install(dispatcher, core, lambda: len(server.connections))
-    await server.start()
-    return store, core, server, listener
-
-
-async def _stop(store: Store, core: SessionCore, server: Server, listener: UnixListener) -> None:
-    await server.shutdown()
-    await core.shutdown()
-    listener.release()
-    store.close()
-
-
-def _line(**frame: Any) -> bytes:
-    return msgspec.json.encode({"type": "request", **frame}) + b"\n"
-
-
-async def _until(
-    reader: asyncio.StreamReader, done: Callable[[dict[str, Any]], bool]
-) -> list[dict[str, Any]]:
-    frames: list[dict[str, Any]] = []
-    while not frames or not done(frames[-1]):
-        line = await asyncio.wait_for(reader.readline(), 10)
-        assert line, "the gateway closed the connection"
-        frames.append(msgspec.json.decode(line))
-    return frames
-
-
-def _terminal(frame: dict[str, Any]) -> bool:
-    payload = frame.get("payload")
-    return isinstance(payload, dict) and payload.get("event_type") in ("run_done", "run_error")
-
-
 def test_a_full_disk_loses_nothing_and_every_run_ends_in_order(
     run: Runner, work: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -89,19 +38,17 @@ def test_a_full_disk_loses_nothing_and_every_run_ends_in_order(
     with that run_error, before the next run's events."""
 
     async def scenario() -> None:
-        store, core, server, listener = await _gateway(work)
+        store, core, server, listener = await serve(work)
         try:
             reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
-            writer.write(_line(action="run", request_id="r", input_text="hi"))
-            first = await _until(reader, _terminal)
+            writer.write(line(action="run", request_id="r", input_text="hi"))
+            first = await read_until(reader, ended)
             session_id = first[0]["session_id"]
             last_seen = first[-1]["payload"]["seq"]
             writer.write(
-                _line(
-                    action="run", request_id="slow", session_id=session_id, input_text="/slow 200"
-                )
+                line(action="run", request_id="slow", session_id=session_id, input_text="/slow 200")
             )
-            seen = await _until(reader, lambda f: f.get("request_id") == "slow")
+            seen = await read_until(reader, lambda f: f.get("request_id") == "slow")
             # The disk "fills up" while the run streams: every commit fails until it has room.
             full = True
             commit = store.commit
@@ -118,8 +65,8 @@ def test_a_full_disk_loses_nothing_and_every_run_ends_in_order(
                     break
             assert core.journal.failing
             # A new run (new session or not) is refused with a clear error, not acked.
-            writer.write(_line(action="run", request_id="new", input_text="more"))
-            refused = await _until(reader, lambda f: f.get("request_id") == "new")
+            writer.write(line(action="run", request_id="new", input_text="more"))
+            refused = await read_until(reader, lambda f: f.get("request_id") == "new")
             seen += refused
             assert refused[-1]["type"] == "error"
             assert "event log cannot be written" in refused[-1]["error"]["message"]
@@ -132,21 +79,21 @@ def test_a_full_disk_loses_nothing_and_every_run_ends_in_order(
             assert core.status()["active_runs"] == 0
             # Room again: everything lands, in order, ending with the run's run_error.
             full = False
-            frames = seen + await _until(reader, _terminal)
+            frames = seen + await read_until(reader, ended)
             seqs = [f["payload"]["seq"] for f in frames if f.get("type") == "event"]
             assert seqs == list(range(last_seen + 1, last_seen + 1 + len(seqs)))
             assert frames[-1]["payload"]["event_type"] == "run_error"
             assert "event log could not be written" in frames[-1]["payload"]["data"]["message"]
             # And the gateway serves again: a new run streams and ends, numbered on.
             writer.write(
-                _line(action="run", request_id="after", session_id=session_id, input_text="x")
+                line(action="run", request_id="after", session_id=session_id, input_text="x")
             )
-            after = await _until(reader, _terminal)
+            after = await read_until(reader, ended)
             numbers = [f["payload"]["seq"] for f in after if f.get("type") == "event"]
             assert numbers[0] == seqs[-1] + 1
             writer.close()
         finally:
-            await _stop(store, core, server, listener)
+            await stop(store, core, server, listener)
         # After a restart, the log is whole: the run's end is there, nothing is active.
         again = Store.open(work / "data")
         try:
