@@ -61,6 +61,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "compact": Command("compact a session's context", "_session_commands"),
     "agents": Command("list the configured coding agents (--check starts each one)", "_agents"),
+    "web": Command("serve the web page: sessions, transcripts, approvals from a browser", "_web"),
     "call": Command("send request frames, print the responses", "_client_commands"),
     "schema": Command("print the JSON Schema of the frame", "_client_commands"),
     "completion": Command("print a shell completion script (bash, zsh, fish)", "_completion"),
@@ -72,6 +73,9 @@ COMMANDS: dict[str, Command] = {
 _SWITCHES = frozenset(
     {
         "--json",
+        "--open",
+        "--insecure-lan",
+        "--no-autostart",
         "--insecure-skip-peer-check",
         "--trust-any-uid",
         "--version",
