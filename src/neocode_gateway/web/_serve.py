@@ -174,7 +174,7 @@ def serve(opts: ServeOptions, out: Callable[[str], None], warn: Callable[[str], 
     config = uvicorn.Config(
         app,
         log_level="warning",
-        ws="websockets",
+        ws="websockets-sansio",
         lifespan="on",
         ssl_certfile=opts.certfile,
         ssl_keyfile=opts.keyfile,
