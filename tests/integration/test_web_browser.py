@@ -51,7 +51,7 @@ def _start_run(page: Any, text: str) -> str:
     page.get_by_label("Prompt").fill(text)
     page.get_by_role("button", name="Send").click()
     page.wait_for_url(re.compile(r"#/s/s_"), timeout=WAIT)
-    return page.url.split("#/s/")[1]
+    return str(page.url).split("#/s/")[1]
 
 
 def test_pair_run_approve_and_see_it_everywhere(
@@ -64,15 +64,28 @@ def test_pair_run_approve_and_see_it_everywhere(
     expect(page.get_by_text("phone · full")).to_be_visible()
     session = _start_run(page, "hello from the phone /ask")
     attach = subprocess.Popen(
-        [sys.executable, "-m", "neocode_gateway", "attach", session, "--all", "--until-done",
-         "--listen", gateway.path],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "neocode_gateway",
+            "attach",
+            session,
+            "--all",
+            "--until-done",
+            "--listen",
+            gateway.path,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         allow = page.locator("#transcript").get_by_role("button", name="Allow once", exact=True)
         expect(allow).to_be_visible()
         expect(page).to_have_title(re.compile("Permission waiting"))
-        expect(page.locator("#pending").get_by_role("button", name="Reject", exact=True)).to_be_visible()
+        expect(
+            page.locator("#pending").get_by_role("button", name="Reject", exact=True)
+        ).to_be_visible()
         allow.click()
         expect(page.get_by_text("Run finished (end_turn)")).to_be_visible()
         expect(page.get_by_text("by web (phone)")).to_be_visible()
@@ -87,7 +100,10 @@ def test_pair_run_approve_and_see_it_everywhere(
     assert attach.returncode == 0, out
     audit = subprocess.run(
         [sys.executable, "-m", "neocode_gateway", "audit", "--listen", gateway.path, "--json"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert "web (phone)" in audit.stdout, audit.stdout + audit.stderr
     # It fits a phone: nothing wider than the 390 px screen.
@@ -100,8 +116,13 @@ def test_a_read_device_sees_no_approve_button_and_the_api_refuses(
 ) -> None:
     expect = _expect()
     owner = web.cookie_for(web.login)
-    run = httpx.post(f"{web.url}/api/runs", json={"text": "watch me /ask"}, cookies=owner,
-                     headers=web.headers(), timeout=10)
+    run = httpx.post(
+        f"{web.url}/api/runs",
+        json={"text": "watch me /ask"},
+        cookies=owner,
+        headers=web.headers(),
+        timeout=10,
+    )
     assert run.status_code == 200, run.text
     session = run.json()["session_id"]
     page = _page(browser, web.pair("tv", "read"))
@@ -114,8 +135,11 @@ def test_a_read_device_sees_no_approve_button_and_the_api_refuses(
     pending = httpx.get(f"{web.url}/api/pending", cookies=reader, timeout=10).json()
     request_id = pending["requests"][0]["request_id"]
     refused = httpx.post(
-        f"{web.url}/api/permissions/{request_id}", json={"decision": "allow_once"},
-        cookies=reader, headers=web.headers(), timeout=10,
+        f"{web.url}/api/permissions/{request_id}",
+        json={"decision": "allow_once"},
+        cookies=reader,
+        headers=web.headers(),
+        timeout=10,
     )
     assert refused.status_code == 403
     assert "scope 'read'" in refused.json()["error"]
@@ -131,9 +155,19 @@ def test_a_revoked_device_gets_401_and_its_page_closes(
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     assert httpx.get(f"{web.url}/api/me", cookies=cookies, timeout=10).status_code == 200
     subprocess.run(
-        [sys.executable, "-m", "neocode_gateway", "web", "revoke", "old-phone",
-         "--data-dir", web.data_dir],
-        check=True, capture_output=True, timeout=20,
+        [
+            sys.executable,
+            "-m",
+            "neocode_gateway",
+            "web",
+            "revoke",
+            "old-phone",
+            "--data-dir",
+            web.data_dir,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=20,
     )
     expect(page.get_by_role("alertdialog")).to_be_visible()
     expect(page.get_by_text("revoked")).to_be_visible()
@@ -194,6 +228,8 @@ def test_unknown_session_and_html_in_a_transcript(
     page.evaluate("window.pwned = false")
     _start_run(page, "<img src=x onerror=window.pwned=true> <script>window.pwned=true</script>")
     expect(page.get_by_text("Run finished (end_turn)")).to_be_visible()
-    expect(page.locator("#transcript").get_by_text("<script>window.pwned=true</script>").first).to_be_visible()
+    expect(
+        page.locator("#transcript").get_by_text("<script>window.pwned=true</script>").first
+    ).to_be_visible()
     assert page.locator("#transcript img").count() == 0
     assert page.evaluate("window.pwned") is False

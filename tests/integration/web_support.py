@@ -69,7 +69,10 @@ class WebServer:
         argv = [*WEB_CMD, "--bind", "127.0.0.1:0", "--listen", self.gateway_path]
         argv += ["--data-dir", self.data_dir, *self.args]
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -86,7 +89,8 @@ class WebServer:
         return self
 
     def _read(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line)
             if "?token=" in line and not self.login:
@@ -113,9 +117,21 @@ class WebServer:
     def pair(self, name: str, scope: str = "full") -> str:
         """A one-time link for a new device, made with the CLI as a user would."""
         out = subprocess.run(
-            [*WEB_CMD, "pair", "--name", name, "--scope", scope, "--no-qr",
-             "--data-dir", self.data_dir],
-            capture_output=True, text=True, timeout=20, check=True,
+            [
+                *WEB_CMD,
+                "pair",
+                "--name",
+                name,
+                "--scope",
+                scope,
+                "--no-qr",
+                "--data-dir",
+                self.data_dir,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
         ).stdout
         return next(w for w in out.split() if "?token=" in w)
 

@@ -15,7 +15,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from neocode_gateway.cli._common import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, fail, non_empty
+from neocode_gateway.cli._common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    fail,
+    non_empty,
+)
 
 CommandSpec = tuple[
     str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, str], int]
@@ -40,27 +46,37 @@ def _data_dir(parser: argparse.ArgumentParser) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--bind", metavar="HOST:PORT", default="127.0.0.1:8780",
+        "--bind",
+        metavar="HOST:PORT",
+        default="127.0.0.1:8780",
         help="where to serve (default: 127.0.0.1:8780; port 0 picks a free one)",
     )
     parser.add_argument("--open", action="store_true", help="open the page in a browser")
     parser.add_argument("--certfile", metavar="PATH", default=None, help="TLS certificate (PEM)")
     parser.add_argument("--keyfile", metavar="PATH", default=None, help="TLS private key (PEM)")
     parser.add_argument(
-        "--insecure-lan", action="store_true",
+        "--insecure-lan",
+        action="store_true",
         help="allow a non-loopback address without TLS (prints a warning)",
     )
     parser.add_argument(
-        "--allow-host", metavar="NAME", action="append", default=[],
+        "--allow-host",
+        metavar="NAME",
+        action="append",
+        default=[],
         help="a host name browsers may use for this server (e.g. a Tailscale name); "
         "repeatable. IP addresses need no listing",
     )
     parser.add_argument(
-        "--listen", metavar="ADDRESS", type=non_empty, default=None,
+        "--listen",
+        metavar="ADDRESS",
+        type=non_empty,
+        default=None,
         help="the gateway's socket (default: $NEOCODE_GATEWAY_ADDRESS, else the default)",
     )
     parser.add_argument(
-        "--no-autostart", action="store_true",
+        "--no-autostart",
+        action="store_true",
         help="do not start a gateway when none answers (the page waits for one)",
     )
     _data_dir(parser)
@@ -68,7 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pair = sub.add_parser("pair", help="print a one-time pairing link and its QR code")
     pair.add_argument("--name", required=True, type=non_empty, help="the device's name")
     pair.add_argument(
-        "--scope", choices=("read", "approve", "full"), default="approve",
+        "--scope",
+        choices=("read", "approve", "full"),
+        default="approve",
         help="read: watch; approve: also answer permissions and cancel; full: also start "
         "runs (default: approve)",
     )
@@ -114,16 +132,20 @@ def _pair(options: argparse.Namespace, prog: str) -> int:
     token = store.add_pairing(options.name, options.scope, device_ttl=ttl)
     url = options.url or read_state_url(store.dir) or f"http://127.0.0.1:{DEFAULT_PORT}"
     link = f"{url.rstrip('/')}/?token={token}"
-    print(f"pairing link for device {options.name} (scope {options.scope}; works once, "
-          "for 15 minutes):")
+    print(
+        f"pairing link for device {options.name} (scope {options.scope}; works once, "
+        "for 15 minutes):"
+    )
     print(f"    {link}")
     if not options.no_qr:
         import segno
 
         segno.make(link, error="l").terminal(out=sys.stdout, compact=True)
-    if url.startswith("http://127.") or url.startswith("http://[::1]"):
-        print("note: the server listens on loopback only; a phone reaches it through an SSH "
-              "tunnel, Tailscale, or --bind with TLS (docs/web.md)")
+    if url.startswith(("http://127.", "http://[::1]")):
+        print(
+            "note: the server listens on loopback only; a phone reaches it through an SSH "
+            "tunnel, Tailscale, or --bind with TLS (docs/web.md)"
+        )
     return 0
 
 
@@ -138,7 +160,9 @@ def _devices(options: argparse.Namespace, prog: str) -> int:
     print(f"{'NAME':<24} {'SCOPE':<8} {'LAST USED':<12} EXPIRES")
     for d in devices:
         left = d.expires_at - now
-        expires = "expired" if left <= 0 else f"in {int(left // 86400)}d {int(left % 86400 // 3600)}h"
+        expires = (
+            "expired" if left <= 0 else f"in {int(left // 86400)}d {int(left % 86400 // 3600)}h"
+        )
         print(f"{d.name:<24} {d.scope:<8} {_ago(d.last_used):<12} {expires}")
     return 0
 
@@ -162,13 +186,20 @@ def _serve(options: argparse.Namespace, prog: str) -> int:
     if not options.no_autostart:
         args = ["--data-dir", options.data_dir] if options.data_dir else []
         try:
-            asyncio.run(ensure_gateway(address, daemon_args=args, note=lambda t: stderr(f"{prog}: {t}")))
+            asyncio.run(
+                ensure_gateway(address, daemon_args=args, note=lambda t: stderr(f"{prog}: {t}"))
+            )
         except GatewayDown as exc:
             return fail(prog, str(exc))
     opts = ServeOptions(
-        bind=options.bind, address=address, data_dir=_dir(options), certfile=options.certfile,
-        keyfile=options.keyfile, insecure_lan=options.insecure_lan,
-        allow_hosts=tuple(options.allow_host), open_browser=options.open,
+        bind=options.bind,
+        address=address,
+        data_dir=_dir(options),
+        certfile=options.certfile,
+        keyfile=options.keyfile,
+        insecure_lan=options.insecure_lan,
+        allow_hosts=tuple(options.allow_host),
+        open_browser=options.open,
     )
 
     def out(text: str) -> None:

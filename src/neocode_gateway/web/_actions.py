@@ -62,7 +62,7 @@ async def perform(
             decision = _text(params, "decision", required=True)
             if decision not in _DECISIONS:
                 raise ApiError(400, f"invalid decision {decision!r}")
-            assert request_id is not None and decision is not None
+            assert request_id is not None
             return await client.resolve_permission(
                 request_id, decision, option_id=_text(params, "option_id")
             )

@@ -31,8 +31,13 @@ from neocode_gateway.web._guard import GuardMiddleware, HostPolicy
 from neocode_gateway.web._hub import Hub
 
 STATIC: Final = Path(__file__).with_name("static")
-_TYPES: Final = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
-                 ".html": "text/html", ".json": "application/manifest+json"}
+_TYPES: Final = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".html": "text/html",
+    ".json": "application/manifest+json",
+}
 _PUBLIC: Final = frozenset({"style.css", "icon.svg"})
 PAIR_HELP: Final = (
     "To use this page, pair this browser. On the machine that runs the gateway:"
@@ -42,7 +47,9 @@ PAIR_HELP: Final = (
 )
 
 
-def _page(title: str, body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+def _page(
+    title: str, body: str, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     html = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -87,12 +94,17 @@ class WebApp:
         response = _page(
             "Paired",
             f"<p>This browser is now the device <b>{escape(device.name)}</b> "
-            f"(scope {escape(device.scope)}). <a href=\"/\">Open the gateway</a>.</p>",
+            f'(scope {escape(device.scope)}). <a href="/">Open the gateway</a>.</p>',
             headers={"_head": '<meta http-equiv="refresh" content="0;url=/">'},
         )
         response.set_cookie(
-            cookie_name(self.port), cookie, max_age=int(device.expires_at - device.created_at),
-            path="/", httponly=True, samesite="strict", secure=self.tls,
+            cookie_name(self.port),
+            cookie,
+            max_age=int(device.expires_at - device.created_at),
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=self.tls,
         )
         return response
 
@@ -183,7 +195,12 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 def build_app(
-    store: DeviceStore, hub: Hub, *, bind_host: str, port: int, tls: bool,
+    store: DeviceStore,
+    hub: Hub,
+    *,
+    bind_host: str,
+    port: int,
+    tls: bool,
     allow_hosts: tuple[str, ...] = (),
 ) -> Any:
     """The ASGI application: the guard in front of the routes."""

@@ -200,9 +200,13 @@ class PageBridge:
                     return
         except (ClientError, ConnectionError) as exc:
             error = gateway_error(exc)
-            await self.send({"t": "err", "op": "list", "status": error.status, "message": error.message})
+            await self.send(
+                {"t": "err", "op": "list", "status": error.status, "message": error.message}
+            )
         except ApiError as exc:
-            await self.send({"t": "err", "op": "list", "status": exc.status, "message": exc.message})
+            await self.send(
+                {"t": "err", "op": "list", "status": exc.status, "message": exc.message}
+            )
 
     async def _open(self, message: dict[str, Any]) -> None:
         session_id = message.get("session")
@@ -214,8 +218,9 @@ class PageBridge:
         self.view = None
         meta = await session_meta(await self._client(), str(session_id or ""))
         await self.send({"t": "opened", "session": meta, "op": "open"})
-        view = TranscriptView(meta.get("id", str(session_id)), can_approve=allows(
-            self.device.scope, "resolve"))
+        view = TranscriptView(
+            meta.get("id", str(session_id)), can_approve=allows(self.device.scope, "resolve")
+        )
         self.view = view
         bind_after = max(anchor - 1, 0) if after else 0
         self._start_follow(view, bind_after, after)
@@ -243,7 +248,9 @@ class PageBridge:
                     view.clear()
                     bind_after = suppress = 0
                     continue
-                await self.send({"t": "bound", "session": session_id, "last_seq": ack.get("last_seq", 0)})
+                await self.send(
+                    {"t": "bound", "session": session_id, "last_seq": ack.get("last_seq", 0)}
+                )
                 while True:
                     batch = [await sub.get()]
                     while len(batch) < BATCH and (more := sub.get_nowait()) is not None:
@@ -255,7 +262,9 @@ class PageBridge:
                 return  # the gateway loop resumes once connected again
             except ClientError as exc:
                 error = gateway_error(exc)
-                await self.send({"t": "err", "op": "open", "status": error.status, "message": error.message})
+                await self.send(
+                    {"t": "err", "op": "open", "status": error.status, "message": error.message}
+                )
                 return
             finally:
                 client.unsubscribe(sub)

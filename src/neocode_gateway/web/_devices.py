@@ -179,7 +179,10 @@ class DeviceStore:
     # -- operations ---------------------------------------------------------------------
 
     def add_pairing(
-        self, name: str, scope: str = "full", device_ttl: float = DEFAULT_DEVICE_TTL,
+        self,
+        name: str,
+        scope: str = "full",
+        device_ttl: float = DEFAULT_DEVICE_TTL,
         link_ttl: float = PAIRING_TTL,
     ) -> str:
         """A one-time token whose first use pairs device ``name``; returns the token."""
@@ -205,8 +208,12 @@ class DeviceStore:
                     data.pairings.remove(pairing)
                     cookie = new_token()
                     device = Device(
-                        pairing.name, pairing.scope, token_hash(cookie), now,
-                        now + pairing.device_ttl, now,
+                        pairing.name,
+                        pairing.scope,
+                        token_hash(cookie),
+                        now,
+                        now + pairing.device_ttl,
+                        now,
                     )
                     data.devices[device.name] = device
                     return device, cookie

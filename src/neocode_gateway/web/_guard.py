@@ -75,7 +75,7 @@ class HostPolicy:
         self.names = {n.lower() for n in extra_names}
         address = ipaddress.ip_address(self.bind_host) if _is_ip(self.bind_host) else None
         self.wildcard = address is not None and address.is_unspecified
-        if address is not None and address.is_loopback or self.wildcard:
+        if (address is not None and address.is_loopback) or self.wildcard:
             self.names.add("localhost")
         if address is None:
             self.names.add(self.bind_host)

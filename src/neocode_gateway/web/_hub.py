@@ -105,13 +105,13 @@ class Hub:
                 pending = list(payload.get("requests") or [])
                 if _ids(pending) != _ids(self.pending):
                     self.pending = pending
-                    await self._each(lambda page: page.send_pending(pending))
+                    await self._each(lambda page, p=pending: page.send_pending(p))
                 if loop.time() >= next_sessions:
                     next_sessions = loop.time() + SESSIONS_EVERY
                     top = (await client.list_sessions(limit=50)).get("sessions", [])
                     if top != self.top_sessions:
                         self.top_sessions = top
-                        await self._each(lambda page: page.send_top_sessions(top))
+                        await self._each(lambda page, t=top: page.send_top_sessions(t))
             except (ClientError, ConnectionError, OSError) as exc:
                 log.debug("poll: %s", exc)
                 client = None

@@ -40,7 +40,7 @@ _BREAKS: Final = frozenset({"tool_call", "tool_call_update"})
 
 def markdown(text: str) -> str:
     """Markdown to HTML; raw HTML in the text is escaped, unsafe link schemes dropped."""
-    return _md.render(text)
+    return str(_md.render(text))
 
 
 def _short(value: Any, limit: int = 2000) -> str:
@@ -181,7 +181,9 @@ class TranscriptView:
         for name in ("locations", "raw_input", "raw_output", "content"):
             if data.get(name) is not None:
                 setattr(tool, name, data[name])
-        paths = " ".join(str(loc.get("path", "")) for loc in tool.locations if isinstance(loc, dict))
+        paths = " ".join(
+            str(loc.get("path", "")) for loc in tool.locations if isinstance(loc, dict)
+        )
         body = _tool_content(tool.content)
         raw = tool.raw_input if isinstance(tool.raw_input, dict) else {}
         if "old_string" in raw and "new_string" in raw:

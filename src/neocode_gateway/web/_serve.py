@@ -155,9 +155,7 @@ def serve(opts: ServeOptions, out: Callable[[str], None], warn: Callable[[str], 
     tls = opts.certfile is not None
     store = DeviceStore(opts.data_dir)
     hub = Hub(opts.address, store)
-    app = build_app(
-        store, hub, bind_host=host, port=port, tls=tls, allow_hosts=opts.allow_hosts
-    )
+    app = build_app(store, hub, bind_host=host, port=port, tls=tls, allow_hosts=opts.allow_hosts)
     url = base_url(host, port, tls)
     name = f"browser-{secrets.token_hex(2)}"
     token = store.add_pairing(name, "full", link_ttl=LOGIN_TTL)
