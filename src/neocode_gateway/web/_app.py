@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from html import escape
 from pathlib import Path
 from typing import Any, Final
@@ -100,7 +100,7 @@ class WebApp:
         response.set_cookie(
             cookie_name(self.port),
             cookie,
-            max_age=int(device.expires_at - device.created_at),
+            max_age=max(1, int(device.expires_at - device.created_at)),
             path="/",
             httponly=True,
             samesite="strict",
@@ -222,4 +222,3 @@ def build_app(
     return GuardMiddleware(app, HostPolicy(bind_host, port, allow_hosts), tls=tls)
 
 
-Handler = Callable[[Request], Awaitable[Response]]

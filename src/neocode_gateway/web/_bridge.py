@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any, Final
 
@@ -103,13 +104,17 @@ class PageBridge:
         await self.send_pending(self.hub.pending)
         try:
             while not self._ended:
-                message = await self.ws.receive_json()
+                text = await self.ws.receive_text()
+                try:
+                    message = json.loads(text)
+                except ValueError:
+                    message = None
                 if isinstance(message, dict):
                     await self._handle(message)
-        except (WebSocketDisconnect, RuntimeError):
+                else:
+                    await self.send({"t": "err", "status": 400, "message": "not a JSON object"})
+        except (WebSocketDisconnect, RuntimeError, KeyError):
             pass
-        except ValueError:
-            await self.send({"t": "err", "status": 400, "message": "not a JSON message"})
         finally:
             self.hub.pages.discard(self)
             for task in list(self._tasks):
