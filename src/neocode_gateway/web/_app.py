@@ -220,5 +220,3 @@ def build_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     return GuardMiddleware(app, HostPolicy(bind_host, port, allow_hosts), tls=tls)
-
-

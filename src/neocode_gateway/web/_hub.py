@@ -16,6 +16,8 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
+
 from neocode_gateway.client import AsyncGatewayClient
 from neocode_gateway.errors import ClientError
 from neocode_gateway.protocol import Frame
@@ -111,7 +113,10 @@ class Hub:
                     top = (await client.list_sessions(limit=50)).get("sessions", [])
                     if top != self.top_sessions:
                         self.top_sessions = top
-                        await self._each(lambda page, t=top: page.send_top_sessions(t))
+                        encoded = msgspec.json.encode(
+                            {"t": "sessions", "sessions": top, "merge": True}
+                        ).decode()
+                        await self._each(lambda page, e=encoded: page.send_top_sessions(e))
             except (ClientError, ConnectionError, OSError) as exc:
                 log.debug("poll: %s", exc)
                 client = None

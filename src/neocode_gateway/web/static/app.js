@@ -57,7 +57,7 @@ function handle(m) {
     case "hello":
       state.device = m.device; state.scope = m.scope;
       $("who").textContent = `${m.device} · ${m.scope}`;
-      route();
+      showView();
       break;
     case "gateway":
       state.gatewayUp = m.up;
@@ -183,17 +183,27 @@ function onError(m) {
 }
 
 // -- navigation ------------------------------------------------------------------------
-function route() {
+function parseRoute() {
   const hash = location.hash || "#/";
-  const previous = state.route;
-  if (hash.startsWith("#/s/")) state.route = { view: "session", id: decodeURIComponent(hash.slice(4)) };
-  else if (hash === "#/new") state.route = { view: "new" };
-  else state.route = { view: "list" };
+  if (hash.startsWith("#/s/")) return { view: "session", id: decodeURIComponent(hash.slice(4)) };
+  if (hash === "#/new") return { view: "new" };
+  return { view: "list" };
+}
+
+// The views shown for the route and the device's scope (no request).
+function showView() {
   $("list-view").hidden = state.route.view !== "list";
   $("session-view").hidden = state.route.view !== "session";
   $("new-view").hidden = state.route.view !== "new";
   $("prompt").hidden = state.scope !== "full" || state.route.view === "list";
   $("new-link").hidden = state.scope !== "full";
+  setTitle();
+}
+
+function route() {
+  const previous = state.route;
+  state.route = parseRoute();
+  showView();
   showError("");
   if (state.route.view === "session") {
     if (previous.view !== "session" || previous.id !== state.route.id) {
@@ -242,4 +252,5 @@ if ("Notification" in window && Notification.permission === "default") {
 }
 
 window.addEventListener("hashchange", route);
+state.route = parseRoute(); // asked for by resume() once connected
 connect();
