@@ -38,8 +38,9 @@ from neocode_gateway.client import AsyncGatewayClient  # noqa: E402
 RUNS = 220
 OBSERVE = """
 window.__long = 0;
-new PerformanceObserver((list) => { for (const e of list.getEntries())
-  window.__long = Math.max(window.__long, e.duration); }).observe({ type: "longtask", buffered: true });
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) window.__long = Math.max(window.__long, e.duration);
+}).observe({ type: "longtask", buffered: true });
 window.__first = 0;
 new MutationObserver(() => {
   if (!window.__first && document.querySelector("#transcript .item, #sessions li"))

@@ -94,7 +94,8 @@ def test_tokens_are_stored_only_as_hashes_in_a_0600_file(web: WebServer) -> None
     token = link.split("token=")[1]
     cookie = next(iter(web.cookie_for(link).values()))
     path = os.path.join(web.data_dir, "web-devices.json")
-    text = open(path).read()
+    with open(path) as handle:
+        text = handle.read()
     assert token not in text
     assert cookie not in text
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
@@ -133,18 +134,19 @@ def test_security_headers(web: WebServer) -> None:
 def test_websocket_needs_the_page_origin_and_a_credential(web: WebServer) -> None:
     from websockets.exceptions import ConnectionClosed, InvalidStatus
     from websockets.sync.client import connect
+    from websockets.typing import Origin
 
     ws_url = web.url.replace("http://", "ws://") + "/ws"
     cookie = "; ".join(f"{k}={v}" for k, v in _cookie(web, "sock").items())
     with pytest.raises(InvalidStatus) as refused:
-        connect(ws_url, origin="http://evil.example", additional_headers={"Cookie": cookie})
+        connect(ws_url, origin=Origin("http://evil.example"), additional_headers={"Cookie": cookie})
     assert refused.value.response.status_code == 403
-    with connect(ws_url, origin=web.url, open_timeout=10) as anonymous:
+    with connect(ws_url, origin=Origin(web.url), open_timeout=10) as anonymous:
         with pytest.raises(ConnectionClosed) as closed:
             anonymous.recv(timeout=10)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 4401
-    with connect(ws_url, origin=web.url, additional_headers={"Cookie": cookie}) as ws:
+    with connect(ws_url, origin=Origin(web.url), additional_headers={"Cookie": cookie}) as ws:
         hello = json.loads(ws.recv(timeout=10))
         assert hello == {"t": "hello", "device": "sock", "scope": "full"}
         ws.send("not json")

@@ -264,9 +264,10 @@ class PageBridge:
                 await self.send(
                     {"t": "bound", "session": session_id, "last_seq": ack.get("last_seq", 0)}
                 )
+                limit = FIRST_BATCH  # the first screen first, then larger batches
                 while True:
                     batch = [await sub.get()]
-                    while len(batch) < BATCH and (more := sub.get_nowait()) is not None:
+                    while len(batch) < limit and (more := sub.get_nowait()) is not None:
                         batch.append(more)
                     await self._fold(view, batch, suppress)
                     limit = BATCH
