@@ -11,7 +11,7 @@ ARGS   ?=
 COV_MIN ?= 90
 PREFIX ?= $(HOME)/.local
 
-.PHONY: help venv dev run install test lint typecheck pytest bench chaos fuzz schema clean
+.PHONY: help venv dev browser run install test lint typecheck pytest bench chaos fuzz schema clean
 
 help:
 	@echo "make run     start the gateway in the foreground (ARGS='--log-level debug' to pass flags)"
@@ -35,10 +35,25 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m compileall -q src >/dev/null
 	@touch $(STAMP)
 
-# The dev tools on top (pytest, mypy, ruff, hypothesis, pexpect, ...).
+# The dev tools on top (pytest, mypy, ruff, hypothesis, pexpect, playwright, ...) and the
+# web page's extra (starlette, uvicorn, markdown-it-py, segno), then a browser for its tests.
 $(DEV_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,web]'
+	@$(MAKE) --no-print-directory browser
 	@touch $(DEV_STAMP)
+
+# The web page's browser tests drive a real headless Chromium through Playwright's Python
+# package, never Playwright's own browser download: $$NEOCODE_CHROMIUM if set, else
+# /usr/bin/chromium (Debian's), else chromium or chromium-browser on PATH. Where none is
+# there and we are root with apt-get (CI), Debian's chromium is installed; otherwise the
+# browser tests are skipped with one reason (tests/integration/web_support.py).
+browser:
+	@if [ -n "$$NEOCODE_CHROMIUM" ] || [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1 \
+	    || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the web page's browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: no Chromium found; the web page's browser tests will be skipped (set NEOCODE_CHROMIUM)"; fi
 
 venv: $(STAMP)
 

@@ -14,26 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Sequence
-from typing import Final
 
 from neocode_gateway.client import AsyncGatewayClient, client_default_address
+from neocode_gateway.client._autostart import GatewayDown, ensure_gateway
 from neocode_gateway.errors import GatewayUnreachable, RequestTimeout
 
 log = logging.getLogger("neocode_gateway.acp_front")
 
-#: How long a daemon the front door started may take to answer.
-START_TIMEOUT: Final = 15.0
-#: What the daemon's exit code 3 means: another one won the race; it will answer.
-_ALREADY_RUNNING: Final = 3
-
-
-class GatewayDown(Exception):
-    """No gateway answers, and none could be started (the message says why)."""
+__all__ = ["GatewayDown", "GatewayLink"]
 
 
 class GatewayLink:
@@ -85,50 +74,13 @@ class GatewayLink:
                 raise GatewayDown(
                     f"no gateway answers at {self.address} ({exc}); start one with: neocode-gateway"
                 ) from None
-            first_error = exc
-        proc = self._start_daemon()
-        deadline = time.monotonic() + START_TIMEOUT
-        delay = 0.01
-        while True:
-            client = AsyncGatewayClient(self.address, request_timeout=30.0, client_name="acp")
-            try:
-                return await client.connect()
-            except (GatewayUnreachable, RequestTimeout):
-                pass
-            code = proc.poll()
-            if code is not None and code != _ALREADY_RUNNING:
-                raise GatewayDown(
-                    f"no gateway answered at {self.address} ({first_error}), and the one "
-                    f"started exited with code {code}; run 'neocode-gateway --listen "
-                    f"{self.address}' in a terminal to see why"
-                )
-            if time.monotonic() > deadline:
-                raise GatewayDown(
-                    f"the gateway started at {self.address} (pid {proc.pid}) did not answer "
-                    f"within {START_TIMEOUT:g} s; see its gateway.log"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.2)
-
-    def _start_daemon(self) -> subprocess.Popen[bytes]:
-        """The daemon, detached: its own session, no stdio of ours (stdout carries ACP)."""
-        argv = [sys.executable, "-m", "neocode_gateway", "serve", "--listen", self.address]
-        argv += self.daemon_args
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-            env=dict(os.environ),
+        self.started_pid = await ensure_gateway(
+            self.address,
+            daemon_args=self.daemon_args,
+            note=lambda text: self.note(f"neocode-gateway acp: {text}"),
         )
-        self.started_pid = proc.pid
-        self.note(
-            f"neocode-gateway acp: no gateway at {self.address}; started one in the "
-            f"background (pid {proc.pid}, log: gateway.log in its data directory)"
-        )
-        return proc
+        client = AsyncGatewayClient(self.address, request_timeout=30.0, client_name="acp")
+        return await client.connect()
 
     async def close(self) -> None:
         if self._client is not None:

@@ -62,6 +62,7 @@ COMMANDS: dict[str, Command] = {
     "compact": Command("compact a session's context", "_session_commands"),
     "agents": Command("list the configured coding agents (--check starts each one)", "_agents"),
     "acp": Command("be an ACP agent on stdio for editors (Zed, JetBrains, acpx)", "_acp"),
+    "web": Command("serve the web page: sessions, transcripts, approvals from a browser", "_web"),
     "call": Command("send request frames, print the responses", "_client_commands"),
     "schema": Command("print the JSON Schema of the frame", "_client_commands"),
     "completion": Command("print a shell completion script (bash, zsh, fish)", "_completion"),
@@ -73,6 +74,9 @@ COMMANDS: dict[str, Command] = {
 _SWITCHES = frozenset(
     {
         "--json",
+        "--open",
+        "--insecure-lan",
+        "--no-autostart",
         "--insecure-skip-peer-check",
         "--trust-any-uid",
         "--version",
