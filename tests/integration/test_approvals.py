@@ -99,7 +99,7 @@ def test_grants_audit_pending_and_client_names(gateway: Gateway) -> None:
             payload={"request_id": data(asked)["request_id"], "decision": "allow_session"},
         )
         resolved = peer.wait_event(lambda f: etype(f) == "permission_resolved")
-        assert data(resolved)["client"] == "web (pixel)"
+        assert (data(resolved)["client"], data(resolved)["device"]) == ("web", "pixel")
         peer.wait_terminal(run_id)
         # The same command again in the session: the grant answers.
         _, again = _ask(peer, "/ask execute ls -la", session_id)

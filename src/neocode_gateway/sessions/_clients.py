@@ -73,6 +73,10 @@ class Clients:
     def _gone(self, sub: Subscriber) -> None:
         self.by_sub.pop(sub, None)
 
+    def info(self, sub: Subscriber) -> ClientInfo | None:
+        """What the client on ``sub`` said of itself (``None``: it said nothing)."""
+        return self.by_sub.get(sub)
+
     def label(self, sub: Subscriber) -> str:
         """How the audit names whoever sent a request on ``sub``."""
         info = self.by_sub.get(sub)

@@ -19,7 +19,7 @@ import msgspec
 
 from neocode_gateway.protocol import CONFLICT, INVALID_ACTION, RESOURCE_NOT_FOUND, Frame, codes
 from neocode_gateway.runtime import PermissionOption, PermissionOutcome
-from neocode_gateway.sessions._clients import UNKNOWN
+from neocode_gateway.sessions._clients import ClientInfo
 from neocode_gateway.sessions._ids import new_id
 from neocode_gateway.sessions._model import Permission, Run
 from neocode_gateway.sessions._subscriber import Subscriber
@@ -174,6 +174,8 @@ class Permissions:
         decision: str,
         decided_by: str,
         who: str | None = None,
+        *,
+        client: ClientInfo | None = None,
     ) -> None:
         core = self._core
         self.pending.pop(permission.id, None)
@@ -186,8 +188,10 @@ class Permissions:
             "decision": decision,
             "decided_by": decided_by,
         }
-        if decided_by == "client" and who and who != UNKNOWN:
-            data["client"] = who  # a client that named itself (hello)
+        if client is not None:  # a client that named itself (hello)
+            data["client"] = client.name
+            if client.device:
+                data["device"] = client.device
         core.log.append(run.session, run.id, "permission_resolved", data)
         core.journal.update_permission(
             permission.id,
@@ -244,7 +248,9 @@ class Permissions:
         for_seconds, uses = _grant_terms(payload, decision)
         self._core.streams.hold_session(sub, run.session.id)
         who = self._core.clients.label(sub)
-        self.resolve(permission, chosen, decision, "client", who)
+        self.resolve(
+            permission, chosen, decision, "client", who, client=self._core.clients.info(sub)
+        )
         if decision == "allow_session" or for_seconds is not None or uses is not None:
             self._core.approvals.give(
                 run.session, permission.tool_call, who, for_seconds=for_seconds, uses=uses

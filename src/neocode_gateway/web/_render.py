@@ -209,9 +209,10 @@ class TranscriptView:
         head = f'<p class="perm-title">Permission: <b>{escape(title)}</b></p>'
         if resolved is not None:
             who = resolved.get("client")
+            device = resolved.get("device")
             by = str(resolved.get("decided_by", ""))
             if isinstance(who, str) and who:
-                by = who  # "web (phone)": the client and device that answered
+                by = f"{who} ({device})" if isinstance(device, str) and device else who
             decision = escape(str(resolved.get("decision", "")))
             body = f'<p class="decision">{decision} — by {escape(by)}</p>'
         elif self.can_approve:
