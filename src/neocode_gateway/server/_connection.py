@@ -209,6 +209,7 @@ class Connection(Outbound, asyncio.Protocol):
         if not self._answers and not self._pushed and not self._paused:
             batch = self._batch = []
         handler = self._handler
+        debug = self._debug
         size = 0
         self._answering = True
         try:
@@ -227,7 +228,7 @@ class Connection(Outbound, asyncio.Protocol):
                         self._close_after_flush()
                         return
                     continue
-                start = time.perf_counter() if self._debug else 0.0
+                start = time.perf_counter() if debug else 0.0
                 # The handler is called inline (this loop is the pipelined hot path);
                 # what it asks to run after its answer goes with that answer.
                 try:
@@ -238,9 +239,9 @@ class Connection(Outbound, asyncio.Protocol):
                 if callbacks is not None:
                     self._current = None
                 if type(result) is bytes:
-                    if self._debug:
+                    if debug:
                         log_request(self.id, frame, result, start)
-                    if batch is not None and not self._answers and not self._pushed:
+                    if batch is not None:  # nothing is queued: into this read's one write
                         batch.append(result)
                         if callbacks:
                             self._defer_to_batch(callbacks)
@@ -248,6 +249,7 @@ class Connection(Outbound, asyncio.Protocol):
                         self._respond(result, callbacks)
                 else:
                     self._reserve(result, frame, start, callbacks)  # type: ignore[arg-type]
+                    batch = None  # the answers behind it wait for it
                 if size > MAX_BATCH_BYTES and index + 1 < len(lines):
                     # Yield to other connections: the rest of this read waits its turn.
                     if self._backlog is None:
