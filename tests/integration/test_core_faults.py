@@ -233,15 +233,16 @@ def test_replay_of_large_events_does_not_cut_a_fast_reader(
     gateway_factory: GatewayFactory,
 ) -> None:
     gateway = gateway_factory("--max-frame-bytes", str(2 << 20))
-    big = " ".join(["x" * 1000] * 900)  # about 900 KiB: one run_started of that size
+    # About 900 KiB: one run_started of that size, then nine message chunks of 100 KiB.
+    big = " ".join(["x" * 100_000] * 9)
     with Peer(gateway.path) as maker:
         ack = maker.ack("run", input_text=big)
         session_id = str(ack["session_id"])
         maker.wait_terminal(str(ack["run_id"]))
-        for _ in range(14):
+        for _ in range(100):  # over 1,000 events of 100 KiB: the old replay's one page
             again = maker.ack("run", session_id=session_id, input_text=big)
             maker.wait_terminal(str(again["run_id"]))
-        live = maker.ack("run", input_text="/slow 30")
+        live = maker.ack("run", input_text="/tick 1000")  # an event every 10 ms
         live_session = str(live["session_id"])
     with Peer(gateway.path) as peer:
         peer.ack("bind_stream", session_id=live_session)
@@ -267,7 +268,7 @@ def _rss_kb(pid: int) -> int:
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
 def test_a_replay_that_is_not_read_holds_little_memory(gateway_factory: GatewayFactory) -> None:
     gateway = gateway_factory("--max-frame-bytes", str(2 << 20))
-    big = " ".join(["y" * 1000] * 900)
+    big = " ".join(["y" * 100_000] * 9)  # events of 100 KiB
     with Peer(gateway.path) as maker:
         ack = maker.ack("run", input_text=big)
         session_id = str(ack["session_id"])
