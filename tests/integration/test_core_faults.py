@@ -447,3 +447,82 @@ def test_retention_deletes_old_events_and_decisions_a_few_sessions_a_turn(
             await stop(store, core, server, listener)
 
     run(scenario())
+
+
+# -- recovery and a first commit that fails ------------------------------------------------------
+
+
+def test_recovery_ends_interrupted_runs_and_voids_their_permissions(
+    run: Runner, work: Path
+) -> None:
+    from neocode_gateway.store import PermissionRow, RunRow, SessionRow, WriteBatch
+
+    ts = "2026-12-04T10:00:00.000Z"
+    store = Store.open(work / "data")
+    batch = WriteBatch()
+    batch.new_sessions.append(SessionRow("s_int", "t", "/", "echo", ts, ts, 0, 1, "r1", None, None))
+    batch.new_runs.append(RunRow("s_int", "r1", "active", 1, None, ts))
+    batch.new_permissions.append(
+        PermissionRow("p_int", "s_int", "r1", "pending", None, None, None, "{}", ts, None)
+    )
+    store.commit(batch)
+    store.close()
+
+    async def scenario() -> None:
+        store, core, server, listener = await serve(work)
+        try:
+            rows = store.read_events("s_int", 0, 10, 10)
+            assert len(rows) == 1
+            event = msgspec.json.decode(rows[0][1])["payload"]
+            assert (event["event_type"], event["data"]["code"]) == (
+                "run_error",
+                "gateway_restarted",
+            )
+            permission = store.get_permission("p_int")
+            assert permission is not None
+            assert permission.state == "void"
+            assert store.recover() == []
+        finally:
+            await stop(store, core, server, listener)
+
+    run(scenario())
+
+
+def test_a_new_session_whose_first_commit_fails_is_taken_back(run: Runner, work: Path) -> None:
+    from neocode_gateway.errors import StoreError
+    from neocode_gateway.store import WriteBatch
+
+    async def scenario() -> None:
+        store, core, server, listener = await serve(work)
+        commit = store.commit
+        failures = [1]
+
+        def fail_once(batch: WriteBatch) -> None:
+            if failures[0]:
+                failures[0] -= 1
+                raise StoreError(f"{store.path}: an I/O error")
+            commit(batch)
+
+        store.commit = fail_once  # type: ignore[method-assign]
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(work / "gw.sock"))
+            writer.write(line(action="run", request_id="a", input_text="hello"))
+            refused = (await read_until(reader, lambda f: f.get("request_id") == "a"))[-1]
+            assert refused["type"] == "error"
+            assert refused["error"]["code"] == "internal_error"
+            assert "event log cannot be written" in refused["error"]["message"]
+            for _ in range(300):  # the retry lands what was not taken back (nothing)
+                if not core.journal.failing:
+                    break
+                await asyncio.sleep(0.01)
+            assert store.count_sessions() == 0
+            assert core.status()["bindings"] == 0
+            writer.write(line(action="create_session", request_id="c"))
+            made = (await read_until(reader, lambda f: f.get("request_id") == "c"))[-1]
+            assert made["type"] == "ack"
+            assert store.count_sessions() == 1
+            writer.close()
+        finally:
+            await stop(store, core, server, listener)
+
+    run(scenario())
