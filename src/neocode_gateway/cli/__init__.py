@@ -48,7 +48,7 @@ COMMANDS: dict[str, Command] = {
     "status": Command("show the gateway: who runs it, what it is doing", "_quick"),
     "run": Command("start a run and watch it stream", "_session_commands"),
     "attach": Command("show a session's last run, then follow it", "_session_commands"),
-    "sessions": Command("list the most recent sessions", "_requests"),
+    "sessions": Command("list sessions; sessions new, sessions delete ID", "_requests"),
     "show": Command("print a session's transcript, with how each run ended", "_session_commands"),
     "approve": Command("allow a permission request", "_requests"),
     "reject": Command("reject a permission request", "_requests"),

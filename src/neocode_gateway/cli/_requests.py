@@ -230,7 +230,11 @@ def commands() -> dict[str, CommandSpec]:
     from neocode_gateway.cli._stop import run_stop, stop_arguments
 
     return {
-        "sessions": ("list the most recent sessions", _sessions_arguments, run_sessions),
+        "sessions": (
+            "list sessions; sessions new, sessions delete ID",
+            _sessions_arguments,
+            run_sessions,
+        ),
         **approval_commands(),
         "approve": ("allow a permission request", _approve_arguments, run_approve),
         "reject": ("reject a permission request", _reject_arguments, run_reject),
