@@ -109,6 +109,18 @@ class LineReader:
             return True
 
 
+def serving(path: str, timeout: float = 2.0) -> bool:
+    """Whether the whole gateway serves (``status`` answered): a ping alone may be answered
+    by the early thread while the daemon still loads (``cli/_early.py``)."""
+    try:
+        frames = request(
+            path, b'{"type":"request","action":"status","request_id":"ready"}\n', timeout
+        )
+    except OSError:
+        return False
+    return bool(frames) and frames[0].get("type") == "ack"
+
+
 def request(path: str, data: bytes, timeout: float = 5.0) -> list[dict[str, Any]]:
     """Send ``data``, half-close, and return every response frame until the server closes."""
     with connect(path, timeout) as sock:
@@ -183,7 +195,7 @@ class Gateway:
                 raise AssertionError(
                     f"gateway exited with {self.proc.returncode} before serving: {self.log()}"
                 )
-            return ping_ok(self.path)
+            return ping_ok(self.path) and serving(self.path)
 
         wait_for(ready, timeout, what=f"gateway at {self.path}")
 

@@ -40,12 +40,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from neocode_gateway.errors import ConfigError
+from neocode_gateway.limits import DEFAULT_CONFIG_PATH  # absent is fine there
 
 if TYPE_CHECKING:
     from neocode_gateway.policy import Policy
 
-#: Where the file is looked for when ``--config`` is not given (absent is fine there).
-DEFAULT_CONFIG_PATH: Final = "~/.neocode/gateway.toml"
+__all__ = ["DEFAULT_CONFIG_PATH", "AgentConfig", "GatewayConfig", "load_config"]
+
 #: Live agent sessions kept per agent before the least recently used idle one is closed.
 DEFAULT_MAX_LIVE_SESSIONS: Final = 8
 #: Names that are runtimes of the gateway itself, not configurable agents.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import sys
@@ -13,13 +14,13 @@ from neocode_gateway.cli import _daemon, main
 from neocode_gateway.errors import ConfigError
 from neocode_gateway.server import ServerConfig
 from tests.conftest import GatewayFactory
-from tests.support import Gateway, ping_ok
+from tests.support import Gateway, LineReader, connect, ping_ok, wait_for
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_both_event_loops_serve(gateway_factory: GatewayFactory, loop: str) -> None:
     gw = gateway_factory("--loop", loop)
-    assert f"loop {loop}," in gw.log()
+    assert f"loop {loop}," in gw.wait_log(f"loop {loop},")
     assert ping_ok(gw.path)
 
 
@@ -110,3 +111,39 @@ def test_serve_subcommand_is_the_default(gateway_factory: GatewayFactory, sock_p
     result = run_cli("serve", "--help")
     assert result.returncode == 0
     assert "--max-connections" in result.stdout
+
+
+def test_requests_sent_while_the_daemon_loads_are_answered_in_order(sock_path: str) -> None:
+    """The first pings are answered by the early thread; what it does not answer is the
+    full gateway's, on the same connection, in request order, once it has loaded."""
+    gw = Gateway(sock_path)
+    try:
+        gw.start(wait=False)
+        wait_for(lambda: os.path.exists(sock_path), 10, what="the socket")
+        sock = connect(sock_path, 10)
+        reader = LineReader(sock)
+        sock.sendall(
+            b'{"type":"request","action":"ping","request_id":"p1"}\n'
+            b'{"type":"request","action":"status","request_id":"s1"}\n'
+            b'{"type":"request","action":"ping","request_id":"p2"}\n'
+        )
+        answers = [reader.frame() for _ in range(3)]
+        assert [a["request_id"] for a in answers] == ["p1", "s1", "p2"]
+        assert answers[0]["payload"] == {"message": "pong"}
+        assert answers[1]["payload"]["pid"] == gw.pid
+        sock.close()
+        assert gw.stop(10) == 0
+    finally:
+        gw.cleanup()
+
+
+def test_a_stop_while_the_daemon_loads_is_kept(sock_path: str) -> None:
+    gw = Gateway(sock_path)
+    try:
+        gw.start(wait=False)
+        wait_for(lambda: ping_ok(sock_path), 10, what="the first pong")
+        gw.signal(signal.SIGTERM)
+        assert gw.wait(10) == 0
+        assert not os.path.exists(sock_path)
+    finally:
+        gw.cleanup()

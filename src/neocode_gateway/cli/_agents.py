@@ -22,10 +22,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from neocode_gateway.cli._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail, positive_seconds
-from neocode_gateway.config import DEFAULT_CONFIG_PATH, AgentConfig, GatewayConfig, load_config
+from neocode_gateway.limits import DEFAULT_CONFIG_PATH
+
+if TYPE_CHECKING:  # the configuration is read at run time (the daemon's flags are parsed first)
+    from neocode_gateway.config import AgentConfig, GatewayConfig
 from neocode_gateway.errors import ConfigError
 
 EXIT_INTERRUPTED: Final = 130
@@ -63,6 +66,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_flags(options: argparse.Namespace) -> GatewayConfig:
     """The configuration the flags of :func:`add_config_flags` name; ``ConfigError`` if bad."""
+    from neocode_gateway.config import load_config
+
     return load_config(options.config, options.agent, options.default_agent)
 
 

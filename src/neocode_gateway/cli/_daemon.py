@@ -8,19 +8,14 @@ removed on the way out.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import msgspec
+from typing import TYPE_CHECKING, Any
 
 from neocode_gateway import __version__
 from neocode_gateway.cli._common import (
@@ -42,20 +37,26 @@ from neocode_gateway.cli._logging import (
     configure_logging,
 )
 from neocode_gateway.cli._resources import ensure_fd_limit, open_fds, rss_kb
-from neocode_gateway.dispatch import Dispatcher, install
 from neocode_gateway.errors import AlreadyRunning, ConfigError, StoreOpenError, TransportError
-from neocode_gateway.protocol import DEFAULT_MAX_FRAME_BYTES
-from neocode_gateway.runtime import RuntimeOptions, RuntimeSet, create_runtime
-from neocode_gateway.server import (
+from neocode_gateway.limits import (
     DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_FRAME_BYTES,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_WRITE_TIMEOUT,
-    Server,
-    ServerConfig,
 )
-from neocode_gateway.sessions import CoreConfig, SessionCore
-from neocode_gateway.store import Store
-from neocode_gateway.transport import Listener, create_listener, default_address
+from neocode_gateway.transport import Listener, create_listener, default_address, is_pipe_address
+
+# The daemon parses its flags and opens its socket before the event loop, msgspec,
+# the core and SQLite are imported (tens of milliseconds): its first pings are
+# answered meanwhile (:mod:`._early`). So those are imported where they are used.
+if TYPE_CHECKING:
+    import asyncio
+
+    from neocode_gateway.cli._early import EarlyPong
+    from neocode_gateway.runtime import RuntimeSet
+    from neocode_gateway.server import ServerConfig
+    from neocode_gateway.sessions import CoreConfig
+    from neocode_gateway.store import Store
 
 #: The event log's default directory.
 DEFAULT_DATA_DIR = "~/.neocode/gateway"
@@ -176,6 +177,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The event loop to run on: uvloop where available (and asked for), else asyncio's."""
+    import asyncio  # noqa: F401 - the annotation's module, loaded before uvloop
+
     if choice == "asyncio" or sys.platform == "win32":
         return None
     try:
@@ -188,17 +191,44 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-@dataclass
 class Services:
-    """What the daemon runs besides the server: the log, the runtimes and the core."""
+    """What the daemon runs besides the server: the log, the runtimes and the core.
 
-    store: Store | None = None
-    runtimes: RuntimeSet | None = None
-    core_config: CoreConfig | None = None
+    A plain class (not a dataclass): ``dataclasses`` costs milliseconds to import,
+    and this module is loaded before the daemon's first ping is answered.
+    """
+
+    __slots__ = ("core_config", "runtimes", "store")
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        runtimes: RuntimeSet | None = None,
+        core_config: CoreConfig | None = None,
+    ) -> None:
+        self.store = store
+        self.runtimes = runtimes
+        self.core_config = core_config
 
 
-async def serve(listener: Listener, config: ServerConfig, services: Services | None = None) -> None:
-    """Serve until SIGINT or SIGTERM, then stop gracefully."""
+async def serve(
+    listener: Listener,
+    config: ServerConfig,
+    services: Services | None = None,
+    early: EarlyPong | None = None,
+    stopped_early: list[str] | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM, then stop gracefully (taking over ``early``'s
+    connections once the server is ready)."""
+    import asyncio
+    import gc
+
+    import msgspec
+
+    from neocode_gateway.dispatch import Dispatcher, install
+    from neocode_gateway.server import Server
+    from neocode_gateway.sessions import SessionCore
+
     loop = asyncio.get_running_loop()
     services = services or Services()
     dispatcher = Dispatcher()
@@ -216,12 +246,17 @@ async def serve(listener: Listener, config: ServerConfig, services: Services | N
         await core.start()
         server.add_sweep_hook(core.check_slow_consumers)
     install(dispatcher, core, lambda: len(server.connections))
+    adopted = early.handover() if early is not None else []
     await server.start()
+    for sock, buffered in adopted:
+        await server.adopt(sock, buffered)
     # Everything allocated so far lives as long as the process: keep it out of the
     # garbage collector's generations so that its passes only walk new objects.
     gc.freeze()
     stop = asyncio.Event()
-    received: list[str] = []
+    received: list[str] = [name for name in stopped_early or () if name != "SIGUSR1"]
+    if received:  # SIGTERM or SIGINT came while the daemon was loading
+        stop.set()
 
     def on_stop(signum: signal.Signals) -> None:
         received.append(signum.name)
@@ -245,6 +280,8 @@ async def serve(listener: Listener, config: ServerConfig, services: Services | N
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGUSR1, on_stats)
             installed.append(signal.SIGUSR1)
+        if "SIGUSR1" in (stopped_early or ()):
+            loop.call_soon(on_stats)  # asked for while the daemon was loading
     if core is None:
         what = "runtime none"
     else:
@@ -281,6 +318,9 @@ async def serve(listener: Listener, config: ServerConfig, services: Services | N
 def build_services(options: argparse.Namespace) -> Services:
     """Open the event log and create the runtimes; ``ConfigError``/``StoreOpenError`` if not."""
     from neocode_gateway.cli._agents import config_from_flags
+    from neocode_gateway.runtime import RuntimeOptions, RuntimeSet, create_runtime
+    from neocode_gateway.sessions import CoreConfig
+    from neocode_gateway.store import Store
 
     file_config = config_from_flags(options)
     runtime = options.runtime or file_config.default_agent or "echo"
@@ -323,30 +363,55 @@ def build_services(options: argparse.Namespace) -> Services:
 
 
 def run(options: argparse.Namespace, prog: str) -> int:
-    """Run the daemon with parsed ``options``; return the exit code."""
+    """Run the daemon with parsed ``options``; return the exit code.
+
+    The socket is opened first and its plain pings answered by a thread
+    (:class:`~._early.EarlyPong`) while the rest loads; the server takes its
+    connections over when it starts.
+    """
     configure_logging(options.log_level)
-    try:
-        config = ServerConfig(
-            max_connections=ensure_fd_limit(options.max_connections),
-            read_timeout=options.read_timeout,
-            write_timeout=options.write_timeout,
-            max_frame_bytes=options.max_frame_bytes,
-            insecure_skip_peer_check=options.insecure_skip_peer_check,
-        )
-        factory = loop_factory(options.loop)
-    except ConfigError as exc:
-        return fail(prog, str(exc), EXIT_USAGE)
+    max_connections = ensure_fd_limit(options.max_connections)
     address = options.listen or default_address()
-    listener = create_listener(address, max_connections=config.max_connections)
+    listener = create_listener(address, max_connections=max_connections)
     try:
         listener.open()
     except AlreadyRunning as exc:
         return fail(prog, str(exc), EXIT_ALREADY_RUNNING)
     except TransportError as exc:
         return fail(prog, str(exc), EXIT_FAILURE)
+    early = None
+    sock = getattr(listener, "sock", None)
+    if sock is not None and not is_pipe_address(address):
+        from neocode_gateway.cli._early import EarlyPong
+
+        early = EarlyPong(sock, skip_peer_check=options.insecure_skip_peer_check)
+        early.start()
+    # Pings are answered from now on, so a stop may come before the event loop's own
+    # handlers are installed: it is kept, and the daemon stops as soon as it serves.
+    stopped_early: list[str] = []
+
+    def on_early_stop(signum: int, frame: object) -> None:
+        stopped_early.append(signal.Signals(signum).name)
+
+    early_signals = [signal.SIGINT, signal.SIGTERM]
+    if hasattr(signal, "SIGUSR1"):
+        early_signals.append(signal.SIGUSR1)  # its default would end the process
+    previous = {sig: signal.signal(sig, on_early_stop) for sig in early_signals}
     services = Services()
     try:
         try:
+            import asyncio
+
+            from neocode_gateway.server import ServerConfig
+
+            config = ServerConfig(
+                max_connections=max_connections,
+                read_timeout=options.read_timeout,
+                write_timeout=options.write_timeout,
+                max_frame_bytes=options.max_frame_bytes,
+                insecure_skip_peer_check=options.insecure_skip_peer_check,
+            )
+            factory = loop_factory(options.loop)
             services = build_services(options)
         except ConfigError as exc:
             return fail(prog, str(exc), EXIT_USAGE)
@@ -354,10 +419,15 @@ def run(options: argparse.Namespace, prog: str) -> int:
             return fail(prog, str(exc), EXIT_FAILURE)
         _open_log_file(options)
         with asyncio.Runner(loop_factory=factory) as runner:
-            runner.run(serve(listener, config, services))
+            runner.run(serve(listener, config, services, early, stopped_early))
     except KeyboardInterrupt:  # pragma: no cover - SIGINT before the handler was installed
         pass
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if early is not None:
+            for early_sock, _ in early.handover():  # not taken over (a failure before serving)
+                early_sock.close()
         listener.release()
         if services.store is not None:
             services.store.close()

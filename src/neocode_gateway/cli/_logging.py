@@ -9,7 +9,6 @@ old files kept. ``--log-file PATH`` moves it, ``--log-file none`` turns it off.
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import sys
 from pathlib import Path
@@ -50,6 +49,8 @@ def add_log_file(path: Path) -> str | None:
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        import logging.handlers  # only when a file is logged to (not before the first ping)
+
         handler = logging.handlers.RotatingFileHandler(
             path, maxBytes=LOG_FILE_BYTES, backupCount=LOG_FILE_BACKUPS, encoding="utf-8"
         )

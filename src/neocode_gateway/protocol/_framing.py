@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Final
 
-#: Default maximum frame size in bytes, not counting the line terminator (1 MiB).
-DEFAULT_MAX_FRAME_BYTES: Final = 1 << 20
+from neocode_gateway.limits import DEFAULT_MAX_FRAME_BYTES
+
+__all__ = ["DEFAULT_MAX_FRAME_BYTES", "LineFramer"]
 _BLANKS: Final = b" \t\r"
 
 

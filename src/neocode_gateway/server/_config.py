@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from neocode_gateway.errors import ConfigError
+from neocode_gateway.limits import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT,
+)
 from neocode_gateway.protocol import DEFAULT_MAX_FRAME_BYTES
 
-DEFAULT_MAX_CONNECTIONS: Final = 128
-DEFAULT_READ_TIMEOUT: Final = 30.0
-DEFAULT_WRITE_TIMEOUT: Final = 30.0
 #: How long a graceful stop waits for connections to drain before aborting them.
 DEFAULT_SHUTDOWN_GRACE: Final = 4.0
 

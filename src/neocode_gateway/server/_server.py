@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -134,6 +135,18 @@ class Server:
 
     def _new_connection(self) -> Connection:
         return Connection(self, self.handler)
+
+    async def adopt(self, sock: socket.socket, buffered: bytes = b"") -> None:
+        """Serve a connection accepted before the server started (the daemon's early
+        pings), with the bytes already read from it and not yet answered."""
+        assert self._loop is not None
+        try:
+            _, protocol = await self._loop.connect_accepted_socket(self._new_connection, sock)
+        except OSError:
+            sock.close()
+            return
+        if buffered and isinstance(protocol, Connection) and not protocol.closed:
+            protocol.data_received(buffered)
 
     # -- admission ----------------------------------------------------------------
 

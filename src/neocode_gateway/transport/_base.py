@@ -10,12 +10,15 @@ shutdown, and to :meth:`~Listener.release` the endpoint at exit.
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
 
 from neocode_gateway.transport._peercred import PeerCredentials
 
-ProtocolFactory = Callable[[], asyncio.Protocol]
+if TYPE_CHECKING:  # asyncio is not imported to open an endpoint (the daemon's first ping)
+    import asyncio
+
+ProtocolFactory: TypeAlias = "Callable[[], asyncio.Protocol]"
 
 
 class Listener(abc.ABC):

@@ -18,21 +18,22 @@ Safety rules (spec section 1, issues "daemon" and "peer identity"):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
+import json
 import os
 import socket
 import stat
-from typing import Any, Final
-
-import msgspec
+from typing import TYPE_CHECKING, Any, Final
 
 from neocode_gateway import __version__
 from neocode_gateway.errors import AddressError, AlreadyRunning
 from neocode_gateway.transport._address import MAX_UNIX_PATH_BYTES, default_socket_dir
 from neocode_gateway.transport._base import Listener, ProtocolFactory
 from neocode_gateway.transport._peercred import PeerCredentials, read_peer_credentials
+
+if TYPE_CHECKING:
+    import asyncio
 
 DEFAULT_BACKLOG: Final = 4096
 #: Connections asyncio accepts per wake-up (uvloop uses the backlog only for listen()).
@@ -161,8 +162,8 @@ def read_lock_info(socket_path: str) -> dict[str, Any] | None:
     """
     try:
         with open(socket_path + ".lock", "rb") as lock:
-            info = msgspec.json.decode(lock.read(4096))
-    except (OSError, msgspec.DecodeError):
+            info = json.loads(lock.read(4096))
+    except (OSError, ValueError):
         return None
     return info if isinstance(info, dict) else None
 
@@ -230,7 +231,8 @@ class UnixListener(Listener):
             )
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
-            os.write(fd, msgspec.json.encode({"pid": os.getpid(), "version": __version__}) + b"\n")
+            record = {"pid": os.getpid(), "version": __version__}
+            os.write(fd, json.dumps(record, separators=(",", ":")).encode() + b"\n")
         self._lock_fd = fd
 
     def _clear_stale(self, path: str) -> None:
@@ -280,6 +282,8 @@ class UnixListener(Listener):
     async def start(self, protocol_factory: ProtocolFactory) -> None:
         if self.sock is None:
             raise RuntimeError("open() the listener before start()")
+        import asyncio
+
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(
             protocol_factory, sock=self.sock, backlog=ACCEPT_BATCH
