@@ -33,7 +33,15 @@ def test_front_end_commands_import_rich_only_when_rendering() -> None:
     assert not [m for m in HEAVY if m in loaded]
 
 
-def test_the_daemon_loads_what_it_needs() -> None:
-    loaded = _loaded_after("from neocode_gateway.cli import build_parser\nbuild_parser('serve')")
-    assert "neocode_gateway.server" in loaded
+def test_the_daemon_parses_its_flags_and_opens_its_socket_before_the_heavy_imports() -> None:
+    """The daemon answers its first ping while asyncio, msgspec and the core load: its
+    flags, its module and the transport import none of them (cli/_early.py)."""
+    loaded = _loaded_after(
+        "from neocode_gateway.cli import build_parser\n"
+        "build_parser('serve')\n"
+        "import neocode_gateway.cli._daemon, neocode_gateway.cli._early\n"
+        "import neocode_gateway.transport"
+    )
+    heavy = ("asyncio", "msgspec", *HEAVY)  # (coverage itself imports sqlite3 and dataclasses)
+    assert not [m for m in heavy if m in loaded]
     assert "importlib.metadata" not in loaded  # entry points are read only when needed
