@@ -1,4 +1,4 @@
-"""The contract's default limits (and where the configuration file is), dependency-free.
+"""The gateway's defaults (limits, timeouts, where its files are), dependency-free.
 
 The protocol (frame size), the server (connections, deadlines) and the daemon's
 flags read them from here; the daemon's flags are parsed before asyncio or
@@ -20,3 +20,9 @@ DEFAULT_READ_TIMEOUT: Final = 30.0
 DEFAULT_WRITE_TIMEOUT: Final = 30.0
 #: Where the configuration file is looked for when ``--config`` is not given.
 DEFAULT_CONFIG_PATH: Final = "~/.neocode/gateway.toml"
+#: Where the event log (and the web page's devices file) live.
+DEFAULT_DATA_DIR: Final = "~/.neocode/gateway"
+#: Seconds a permission request waits for an answer before it is rejected.
+DEFAULT_PERMISSION_TIMEOUT: Final = 600.0
+#: Days events (and permission decisions) are kept; 0 keeps them for ever.
+DEFAULT_RETENTION_DAYS: Final = 30

@@ -22,13 +22,13 @@ from neocode_gateway.cli._common import (
     fail,
     non_empty,
 )
+from neocode_gateway.limits import DEFAULT_DATA_DIR
 
 CommandSpec = tuple[
     str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace, str], int]
 ]
 HELP = "serve the web page (sessions, transcripts, approvals) to browsers and phones"
 #: The daemon's default data directory: the devices file lives beside the event log.
-DEFAULT_DATA_DIR = "~/.neocode/gateway"
 _MISSING = (
     "the web page needs its extra: pip install 'neocode-gateway[web]' (starlette, uvicorn, "
     "websockets, markdown-it-py, segno)"

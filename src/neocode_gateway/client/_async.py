@@ -9,7 +9,6 @@ drives this same class, so there is one implementation of the client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -19,32 +18,31 @@ import msgspec
 
 from neocode_gateway.client._link import (
     CLOSE_GRACE,
-    GatewayLink,
 )
 from neocode_gateway.client._local import (
     new_request_id,
 )
+from neocode_gateway.client._routing import EventRouting
 from neocode_gateway.client._run_stream import RunStream
-
-__all__ = ["AsyncGatewayClient", "RunStream"]
-from neocode_gateway.client._streams import EventsDropped, SlowConsumer, Subscription
+from neocode_gateway.client._streams import EventsDropped, Subscription
 from neocode_gateway.errors import (
     ConnectionClosed,
     GatewayUnreachable,
     RequestTimeout,
 )
 from neocode_gateway.protocol import (
-    SLOW_CONSUMER,
     Event,
     Frame,
     InputPart,
-    decode_event,
 )
 
 log = logging.getLogger("neocode_gateway.client")
 
 
-class AsyncGatewayClient(GatewayLink):
+__all__ = ["AsyncGatewayClient", "RunStream"]
+
+
+class AsyncGatewayClient(EventRouting):
     """An asyncio client of the gateway, for one connection.
 
     Use it as ``async with AsyncGatewayClient() as client:``. Any number of
@@ -57,97 +55,6 @@ class AsyncGatewayClient(GatewayLink):
     ``on_event`` if given, else to the :meth:`events` iterator, which keeps
     the latest ``max_queued_events`` of them.
     """
-
-    # -- unsolicited frames -------------------------------------------------------------
-
-    def _unsolicited(self, frame: Frame) -> None:
-        if frame.type == "event" and frame.session_id and self._subscriptions:
-            try:
-                event = decode_event(frame)
-            except ValueError:
-                log.warning("the gateway sent an event frame that is not valid: %r", frame)
-                return
-            taken = False
-            for subscription in self._subscriptions:
-                if subscription.wants(event):
-                    subscription.put(event)
-                    taken = True
-            if taken:
-                return
-        elif (
-            frame.type == "error" and frame.error is not None and frame.error.code == SLOW_CONSUMER
-        ):
-            payload = frame.payload if isinstance(frame.payload, dict) else {}
-            last = payload.get("last_seq")
-            error = SlowConsumer(
-                frame.session_id, last if isinstance(last, int) else 0, self.address
-            )
-            if self._protocol is not None:
-                self._protocol.close_reason = str(error)
-            for subscription in self._subscriptions:
-                subscription.close(error)
-        if self.on_event is not None:
-            try:
-                self.on_event(frame)
-            except Exception:
-                log.exception("the on_event callback failed")
-            return
-        queue = self._events
-        if queue.qsize() >= self.max_queued_events:
-            queue.get_nowait()
-            self.dropped_events += 1
-        queue.put_nowait(frame)
-
-    def _stream_ended(self) -> None:
-        self._events.put_nowait(None)
-        reason = self._protocol.close_reason if self._protocol is not None else None
-        for subscription in self._subscriptions:
-            subscription.close(
-                ConnectionClosed(f"{reason or 'the connection closed'} ({self.address})")
-            )
-
-    async def events(self) -> AsyncIterator[Frame]:
-        """Frames that answer no request (events), as they arrive; ends when the connection does."""
-        queue = self._events
-        while True:
-            frame = await queue.get()
-            if frame is None:
-                queue.put_nowait(None)  # every other iterator ends too
-                return
-            yield frame
-
-    def take_events(self) -> list[Frame]:
-        """The unsolicited frames received so far, without waiting."""
-        queue = self._events
-        frames: list[Frame] = []
-        ended = False
-        while not queue.empty():
-            frame = queue.get_nowait()
-            if frame is None:
-                ended = True
-            else:
-                frames.append(frame)
-        if ended:
-            queue.put_nowait(None)
-        return frames
-
-    # -- contract v1.1: sessions, runs, events -------------------------------------------
-
-    def subscribe(self, session_id: str | None, *, run_id: str | None = None) -> Subscription:
-        """A new queue of the events of ``session_id`` (and ``run_id``) on this connection.
-
-        Events reach it only while the connection is bound to the session
-        (:meth:`bind_stream`, or the session of a :meth:`run` sent here).
-        """
-        subscription = Subscription(session_id, run_id)
-        self._subscriptions.append(subscription)
-        return subscription
-
-    def unsubscribe(self, subscription: Subscription) -> None:
-        """Stop filling ``subscription`` (its iterator ends after what it holds)."""
-        with contextlib.suppress(ValueError):
-            self._subscriptions.remove(subscription)
-        subscription.close()
 
     async def _ack(self, frame: Mapping[str, Any], timeout: float | None = None) -> Frame:
         return await self.request(

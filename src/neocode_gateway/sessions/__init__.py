@@ -5,10 +5,9 @@ objects, which the server's connection (and any other front-end's adapter)
 satisfies structurally.
 """
 
+from neocode_gateway.limits import DEFAULT_PERMISSION_TIMEOUT, DEFAULT_RETENTION_DAYS
 from neocode_gateway.sessions._core import (
     CANCEL_GRACE,
-    DEFAULT_PERMISSION_TIMEOUT,
-    DEFAULT_RETENTION_DAYS,
     Answer,
     CoreConfig,
     SessionCore,

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import msgspec
 
 from neocode_gateway import __version__
+from neocode_gateway.limits import DEFAULT_PERMISSION_TIMEOUT, DEFAULT_RETENTION_DAYS
 from neocode_gateway.protocol import Frame
 from neocode_gateway.runtime import RuntimeSet
 from neocode_gateway.sessions._approvals import Approvals
@@ -67,8 +68,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("neocode_gateway.sessions")
 
-DEFAULT_PERMISSION_TIMEOUT: Final = 600.0
-DEFAULT_RETENTION_DAYS: Final = 30
 MAX_BINDINGS: Final = 128
 SLOW_CONSUMER_BYTES: Final = 8 << 20
 SLOW_CONSUMER_SECONDS: Final = 5.0
