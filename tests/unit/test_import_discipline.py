@@ -45,3 +45,10 @@ def test_the_daemon_parses_its_flags_and_opens_its_socket_before_the_heavy_impor
     heavy = ("asyncio", "msgspec", *HEAVY)  # (coverage itself imports sqlite3 and dataclasses)
     assert not [m for m in heavy if m in loaded]
     assert "importlib.metadata" not in loaded  # entry points are read only when needed
+
+
+def test_the_cli_knows_the_contracts_decided_by_values() -> None:
+    from neocode_gateway.cli._approvals import DECIDED_BY
+    from neocode_gateway.protocol import DECIDED_BY as CONTRACT
+
+    assert set(DECIDED_BY) == CONTRACT

@@ -30,7 +30,22 @@ if TYPE_CHECKING:
 
     from neocode_gateway.cli._quick import CommandSpec
 
+#: The contract's ``decided_by`` values (``protocol.DECIDED_BY``; this module stays free of
+#: msgspec, so that these commands start fast: a test keeps the two equal).
 DECIDED_BY = ("policy", "grant", "client", "timeout", "cancel")
+
+
+def _listed(items: list[dict[str, Any]], as_json: bool, empty: str) -> bool:
+    """``--json``: one object per line; no items: the ``empty`` line. ``True`` when that
+    was all there is to print."""
+    if as_json:
+        for item in items:
+            out_json(item)
+        return True
+    if not items:
+        out(empty)
+        return True
+    return False
 
 
 # -- pending ---------------------------------------------------------------------------------
@@ -50,12 +65,7 @@ def run_pending(options: argparse.Namespace, prog: str) -> int:
         with connection(options) as conn:
             answer = conn.payload("list_pending", session_id=options.session)
         requests = answer.get("requests") or []
-        if options.json:
-            for request in requests:
-                out_json(request)
-            return EXIT_OK
-        if not requests:
-            out("nothing waits for an answer")
+        if _listed(requests, options.json, "nothing waits for an answer"):
             return EXIT_OK
         for request in requests:
             tool = request.get("tool_call") or {}
@@ -117,12 +127,9 @@ def run_grants(options: argparse.Namespace, prog: str) -> int:
     def listing() -> int:
         with connection(options) as conn:
             grants = conn.payload("list_grants", session_id=options.session).get("grants") or []
-        if options.json:
-            for grant in grants:
-                out_json(grant)
-            return EXIT_OK
-        if not grants:
-            out("no grants (approve ID --session, --for or --next gives one)")
+        if _listed(
+            grants, options.json, "no grants (approve ID --session, --for or --next gives one)"
+        ):
             return EXIT_OK
         for grant in grants:
             ends = []
@@ -180,12 +187,7 @@ def run_audit(options: argparse.Namespace, prog: str) -> int:
         with connection(options) as conn:
             answer = conn.payload("audit", session_id=options.session, payload=payload)
         decisions = answer.get("decisions") or []
-        if options.json:
-            for decision in decisions:
-                out_json(decision)
-            return EXIT_OK
-        if not decisions:
-            out("no permission decisions")
+        if _listed(decisions, options.json, "no permission decisions"):
             return EXIT_OK
         for d in decisions:
             tool = d.get("tool") or {}

@@ -59,7 +59,8 @@ TOOL_KINDS: Final = frozenset(
 TOOL_STATUSES: Final = frozenset({"pending", "in_progress", "completed", "failed"})
 STOP_REASONS: Final = frozenset({"end_turn", "max_tokens", "max_turn_requests", "refusal"})
 PERMISSION_OPTION_KINDS: Final = ("allow_once", "allow_always", "reject_once", "reject_always")
-DECIDED_BY: Final = frozenset({"client", "timeout", "cancel"})
+#: Who decides a permission: a client, the timeout, a cancel; and (v1.2) a rule or a grant.
+DECIDED_BY: Final = frozenset({"client", "timeout", "cancel", "policy", "grant"})
 #: ``phase`` values of a ``run_progress`` ``phase`` event (contract v1.2), in their usual order.
 RUN_PHASES: Final = ("starting_agent", "creating_session", "loading_session", "waiting_for_model")
 

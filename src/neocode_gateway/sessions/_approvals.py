@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import msgspec
 
 from neocode_gateway.protocol import (
+    DECIDED_BY,
     INVALID_ACTION,
     MISSING_REQUIRED_FIELD,
     RESOURCE_NOT_FOUND,
@@ -42,7 +43,6 @@ log = logging.getLogger("neocode_gateway.sessions")
 
 AUDIT_LIMIT_DEFAULT: Final = 100
 AUDIT_LIMIT_MAX: Final = 1000
-DECIDED_BY: Final = frozenset({"client", "policy", "grant", "timeout", "cancel"})
 
 
 class _Held:
