@@ -120,18 +120,6 @@ class Connection(Outbound, asyncio.Protocol):
         if framer.overflowed:
             self._refuse_oversized()
 
-    def _call(self, frame: Frame) -> tuple[HandlerResult, list[Callback] | None]:
-        """Call the handler; what it asks to run after its answer comes back with it."""
-        self._answering = True
-        try:
-            result = self._handler(frame, self)
-        except Exception:
-            result = self._failed(frame)
-        finally:
-            self._answering = False
-        callbacks, self._current = self._current, None
-        return result, callbacks
-
     def _failed(self, frame: Frame) -> bytes:
         """A handler raised: log it (rate-limited) and answer ``internal_error``."""
         self._server.handler_failed(frame.action)
@@ -149,7 +137,14 @@ class Connection(Outbound, asyncio.Protocol):
             frame = parse_frame(line)
         except FrameError:
             return False  # errors take the general path (it re-parses: errors are rare)
-        result, callbacks = self._call(frame)
+        self._answering = True  # what the handler asks to run after its answer waits for it
+        try:
+            result = self._handler(frame, self)
+        except Exception:
+            result = self._failed(frame)
+        finally:
+            self._answering = False
+        callbacks, self._current = self._current, None
         if type(result) is bytes:
             self._write(result, 1, None)
             if callbacks:
