@@ -29,7 +29,6 @@ so that the CLI can read the file without loading the daemon or the ACP SDK.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shlex
@@ -39,6 +38,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
+from neocode_gateway import _config_values as _values
 from neocode_gateway.errors import ConfigError
 from neocode_gateway.limits import DEFAULT_CONFIG_PATH  # absent is fine there
 
@@ -222,7 +222,7 @@ def _read(path: Path, *, explicit: bool) -> dict[str, Any]:
 
 
 def _parse(data: Mapping[str, Any], where: str, source: Path | None) -> GatewayConfig:
-    _no_unknown(data, _TOP_KEYS, where, "")
+    _values.no_unknown(data, _TOP_KEYS, where, "")
     agents: dict[str, AgentConfig] = {}
     raw_agents = data.get("agents", {})
     if not isinstance(raw_agents, dict):
@@ -231,15 +231,17 @@ def _parse(data: Mapping[str, Any], where: str, source: Path | None) -> GatewayC
         agents[name] = _agent(name, table, where)
     default_agent = data.get("default_agent")
     if default_agent is not None and not isinstance(default_agent, str):
-        raise ConfigError(f"{where}: default_agent: expected a string, got {_show(default_agent)}")
+        raise ConfigError(
+            f"{where}: default_agent: expected a string, got {_values.show(default_agent)}"
+        )
     return GatewayConfig(
         path=source,
         default_agent=default_agent,
         agents=MappingProxyType(agents),
-        data_dir=_directory(data, "data_dir", where),
-        workdir=_directory(data, "workdir", where),
-        permission_timeout=_seconds(data, "permission_timeout", where),
-        event_retention_days=_count(data, "event_retention_days", where, minimum=0),
+        data_dir=_values.directory(data, "data_dir", where),
+        workdir=_values.directory(data, "workdir", where),
+        permission_timeout=_values.seconds(data, "permission_timeout", where),
+        event_retention_days=_values.count(data, "event_retention_days", where, minimum=0),
         policy=_policy(data, where),
     )
 
@@ -252,7 +254,9 @@ def _policy(data: Mapping[str, Any], where: str) -> Policy | None:
     from neocode_gateway.policy import Policy
 
     if not isinstance(tables, list):
-        raise ConfigError(f"{where}: policy: expected tables ([[policy]]), got {_show(tables)}")
+        raise ConfigError(
+            f"{where}: policy: expected tables ([[policy]]), got {_values.show(tables)}"
+        )
     return Policy.from_tables(tables, source=where)
 
 
@@ -260,35 +264,42 @@ def _agent(name: str, table: Any, where: str) -> AgentConfig:
     key = f"agents.{name}"
     _check_name(name, f"{where}: {key}")
     if not isinstance(table, dict):
-        raise ConfigError(f"{where}: {key}: expected a table ([{key}]), got {_show(table)}")
-    _no_unknown(table, _AGENT_KEYS, where, f"{key}.")
+        raise ConfigError(f"{where}: {key}: expected a table ([{key}]), got {_values.show(table)}")
+    _values.no_unknown(table, _AGENT_KEYS, where, f"{key}.")
     if "command" not in table:
         raise ConfigError(f"{where}: {key}.command: missing (the agent's argv)")
-    command = _command(table["command"], where, f"{key}.command")
+    command = _values.command(table["command"], where, f"{key}.command")
     env = table.get("env", {})
     if not isinstance(env, dict):
-        raise ConfigError(f"{where}: {key}.env: expected a table of strings, got {_show(env)}")
+        raise ConfigError(
+            f"{where}: {key}.env: expected a table of strings, got {_values.show(env)}"
+        )
     for var, value in env.items():
         if not _ENV_NAME.match(var):
             raise ConfigError(f"{where}: {key}.env.{var}: not a valid environment variable name")
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: {key}.env.{var}: expected a string, got {_show(value)}")
+            raise ConfigError(
+                f"{where}: {key}.env.{var}: expected a string, got {_values.show(value)}"
+            )
         if "\0" in value:
             raise ConfigError(f"{where}: {key}.env.{var}: contains a NUL character")
     remove = table.get("env_remove", [])
     if not isinstance(remove, list) or not all(isinstance(v, str) for v in remove):
         raise ConfigError(
-            f"{where}: {key}.env_remove: expected a list of strings, got {_show(remove)}"
+            f"{where}: {key}.env_remove: expected a list of strings, got {_values.show(remove)}"
         )
     for var in remove:
         if not _ENV_NAME.match(var):
             raise ConfigError(f"{where}: {key}.env_remove: {var!r} is not a variable name")
     mode = table.get("mode")
     if mode is not None and (not isinstance(mode, str) or not mode.strip()):
-        raise ConfigError(f"{where}: {key}.mode: expected a non-empty string, got {_show(mode)}")
-    live = _count(table, "max_live_sessions", where, minimum=1, prefix=f"{key}.")
+        raise ConfigError(
+            f"{where}: {key}.mode: expected a non-empty string, got {_values.show(mode)}"
+        )
+    live = _values.count(table, "max_live_sessions", where, minimum=1, prefix=f"{key}.")
     idle = {
-        name: _idle(table, name, where, key) for name in ("session_idle_timeout", "idle_timeout")
+        name: _values.idle(table, name, where, key)
+        for name in ("session_idle_timeout", "idle_timeout")
     }
     return AgentConfig(
         name=name,
@@ -301,45 +312,6 @@ def _agent(name: str, table: Any, where: str) -> AgentConfig:
         session_idle_timeout=idle["session_idle_timeout"],
         idle_timeout=idle["idle_timeout"],
     )
-
-
-def _idle(table: Mapping[str, Any], name: str, where: str, key: str) -> float | None:
-    """An idle timeout in seconds: 0 (never) or more."""
-    value = table.get(name)
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (value >= 0 and math.isfinite(value))
-    ):
-        raise ConfigError(
-            f"{where}: {key}.{name}: expected seconds (0 for never), got {_show(value)}"
-        )
-    return float(value)
-
-
-def _command(value: Any, where: str, key: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        try:
-            argv = shlex.split(value)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: {key}: cannot be split ({exc})") from None
-    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
-        argv = list(value)
-    else:
-        raise ConfigError(f"{where}: {key}: expected a list of strings, got {_show(value)}")
-    if not argv or not argv[0].strip():
-        raise ConfigError(f"{where}: {key}: is empty")
-    if any("\0" in item for item in argv):
-        raise ConfigError(f"{where}: {key}: contains a NUL character")
-    return tuple(argv)
-
-
-def _no_unknown(table: Mapping[str, Any], known: Sequence[str], where: str, prefix: str) -> None:
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{where}: {prefix}{key}: unknown key (known: {', '.join(known)})")
 
 
 def _check_name(name: str, what: str) -> None:
@@ -357,49 +329,3 @@ def _check_default(name: str, agents: Mapping[str, AgentConfig], what: str) -> s
         return name
     known = ", ".join(["echo", *agents])
     raise ConfigError(f"{what}: unknown agent {name!r} (configured: {known})")
-
-
-def _directory(data: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: {key}: expected a non-empty path string, got {_show(value)}")
-    return os.path.expanduser(value)
-
-
-def _seconds(data: Mapping[str, Any], key: str, where: str) -> float | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: {key}: expected a number of seconds, got {_show(value)}")
-    if not (value > 0 and math.isfinite(value)):
-        raise ConfigError(f"{where}: {key}: expected a positive number of seconds, got {value!r}")
-    return float(value)
-
-
-def _count(
-    data: Mapping[str, Any], key: str, where: str, *, minimum: int, prefix: str = ""
-) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(
-            f"{where}: {prefix}{key}: expected an integer >= {minimum}, got {_show(value)}"
-        )
-    return value
-
-
-def _show(value: Any) -> str:
-    kind = {
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        list: "an array",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
-    text = repr(value)
-    return f"{kind} ({text[:40]}{'...' if len(text) > 40 else ''})"
