@@ -234,3 +234,39 @@ def test_kill_9_mid_commit_loop_leaves_whole_batches(data_dir: Path) -> None:
         con = sqlite3.connect(data_dir / "gateway.db")
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         con.close()
+
+
+@settings(max_examples=20, deadline=None)
+@given(sizes=st.lists(st.integers(0, 700), min_size=1, max_size=4))
+def test_events_of_any_batch_size_land_whole_and_in_order(sizes: list[int]) -> None:
+    """Batches are cut into multi-row inserts of 256, 32, 4 and 1: every size lands whole."""
+    base = short_tmpdir("ngw-rows-")
+    try:
+        with Store.open(Path(base) / "data") as store:
+            store.commit(WriteBatch(new_sessions=[session("s1")]))
+            seq = 0
+            for size in sizes:
+                rows = [event("s1", seq + n, run=f"r{n % 3}") for n in range(1, size + 1)]
+                store.commit(WriteBatch(events=rows))
+                seq += size
+            got = store.read_events("s1", 0, seq, seq + 1)
+            assert [s for s, _ in got] == list(range(1, seq + 1))
+            assert all(frame == b'{"seq":%d}\n' % s for s, frame in got)
+            assert store.count_events("s1", 0, seq, "r1") == len(
+                [n for size in sizes for n in range(1, size + 1) if n % 3 == 1]
+            )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_the_wal_is_checkpointed_by_the_page_count_set(data_dir: Path) -> None:
+    from neocode_gateway.store._open import WAL_CHECKPOINT_PAGES, WAL_SIZE_LIMIT, connect
+
+    data_dir.mkdir(mode=0o700)
+    con = connect(data_dir / "gateway.db")
+    try:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert con.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_CHECKPOINT_PAGES
+        assert con.execute("PRAGMA journal_size_limit").fetchone()[0] == WAL_SIZE_LIMIT
+    finally:
+        con.close()

@@ -36,7 +36,9 @@ from neocode_gateway.protocol._events import (
     decode_event,
     encode_event,
     encode_event_after,
+    encode_event_data,
     event_head,
+    event_middle,
     utc_timestamp,
 )
 from neocode_gateway.protocol._frames import (
@@ -87,7 +89,9 @@ __all__ = [
     "decode_event",
     "encode_event",
     "encode_event_after",
+    "encode_event_data",
     "event_head",
+    "event_middle",
     "utc_timestamp",
     "DEFAULT_MAX_FRAME_BYTES",
     "ERROR_CODES",

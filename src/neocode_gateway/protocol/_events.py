@@ -133,12 +133,26 @@ def event_head(session_id: str, run_id: str | None) -> bytes:
     return head + b',"payload":{"seq":'
 
 
-def encode_event_after(head: bytes, seq: int, event_type: str, ts: str, data: Any) -> bytes:
-    """One event frame as one NDJSON line, from its :func:`event_head`."""
+def event_middle(event_type: str, ts: str) -> bytes:
+    """The bytes between an event's ``seq`` and its data: ``,"event_type":"T","ts":"TS","data":``.
+
+    Events of one batch share their timestamp: the core keeps this per event type
+    for the batch, so that an event costs the encoding of its data and one join.
+    """
     part = _TYPE_PARTS.get(event_type)
     if part is None:
         part = _TYPE_PARTS[event_type] = b',"event_type":' + _encode(event_type) + b',"ts":"'
-    return b"".join((head, b"%d" % seq, part, ts.encode(), b'","data":', _encode(data), b"}}\n"))
+    return part + ts.encode() + b'","data":'
+
+
+def encode_event_data(head: bytes, seq: int, middle: bytes, data: Any) -> bytes:
+    """One event frame as one NDJSON line, from its :func:`event_head` and :func:`event_middle`."""
+    return b"".join((head, b"%d" % seq, middle, _encode(data), b"}}\n"))
+
+
+def encode_event_after(head: bytes, seq: int, event_type: str, ts: str, data: Any) -> bytes:
+    """One event frame as one NDJSON line, from its :func:`event_head`."""
+    return encode_event_data(head, seq, event_middle(event_type, ts), data)
 
 
 def encode_event(  # noqa: PLR0917 - the event's fields, in wire order

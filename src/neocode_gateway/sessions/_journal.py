@@ -51,13 +51,13 @@ class Journal:
         "_events",
         "_loop",
         "_on_committed",
-        "_scheduled",
         "_sessions",
         "_store",
         "_waiters",
         "commits",
         "failing_since",
         "last_error",
+        "scheduled",
     )
 
     def __init__(
@@ -73,7 +73,8 @@ class Journal:
         self._events = self._batch.events
         #: The sessions with events in the batch (a burst is nearly always one).
         self._sessions: set[str] = set()
-        self._scheduled = False
+        #: Whether a flush is scheduled: a batch has started this loop turn (or waits for a retry).
+        self.scheduled = False
         self._waiters: list[asyncio.Future[bool]] = []
         self._delay = RETRY_FIRST
         self.commits = 0
@@ -89,8 +90,8 @@ class Journal:
     @property
     def batch(self) -> WriteBatch:
         """The batch being filled this loop turn (schedules its commit)."""
-        if not self._scheduled:
-            self._scheduled = True
+        if not self.scheduled:
+            self.scheduled = True
             self._loop.call_soon(self.flush)
         return self._batch
 
@@ -105,19 +106,14 @@ class Journal:
         The hot path of every event: no per-event session update (each session's
         ``last_seq`` and ``updated_at`` are taken from its last event at commit).
         """
-        if not self._scheduled:
-            self._scheduled = True
+        if not self.scheduled:
+            self.scheduled = True
             self._loop.call_soon(self.flush)
         events = self._events
-        if not events or row.session_id != events[-1].session_id:
-            self._sessions.add(row.session_id)
+        if not events or row[0] != events[-1][0]:  # the session id (tuple indexing is fastest)
+            self._sessions.add(row[0])
         events.append(row)
         return len(events)
-
-    @property
-    def starting(self) -> bool:
-        """Whether the next record starts a new batch (a new loop turn)."""
-        return not self._scheduled
 
     def session(self, row: SessionRow) -> None:
         """Record a new session."""
@@ -178,7 +174,7 @@ class Journal:
     async def wait_committed(self) -> bool:
         """Wait for the next commit attempt of what is recorded now: ``True`` if it is
         durable, ``False`` if that attempt failed (the batch then waits for a retry)."""
-        if not self._scheduled:
+        if not self.scheduled:
             return not self.failing
         future: asyncio.Future[bool] = self._loop.create_future()
         self._waiters.append(future)
@@ -186,7 +182,7 @@ class Journal:
 
     def flush(self) -> None:
         """Commit the batch, then hand its events to the fan-out; on failure keep it."""
-        self._scheduled = False
+        self.scheduled = False
         batch = self._batch
         pending = batch.events
         waiters, self._waiters = self._waiters, []
@@ -234,6 +230,6 @@ class Journal:
             self.failing_since = time.monotonic()
             log.error("the event log could not be written: %s; retrying", exc)
         self.last_error = exc
-        self._scheduled = True  # records join the batch without scheduling another flush
+        self.scheduled = True  # records join the batch without scheduling another flush
         self._loop.call_later(self._delay, self.flush)
         self._delay = min(self._delay * 2, RETRY_MAX)

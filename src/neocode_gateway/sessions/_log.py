@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any, Final
 from neocode_gateway.errors import StoreError
 from neocode_gateway.protocol import (
     GATEWAY_RESTARTED,
-    encode_event_after,
+    encode_event_data,
     event_head,
+    event_middle,
     utc_timestamp,
 )
 from neocode_gateway.sessions._ids import EventClock
@@ -41,7 +42,16 @@ RETENTION_CHUNK: Final = 5000
 class EventLog:
     """Appends events to the journal and fans out what committed."""
 
-    __slots__ = ("_core", "_retention", "_ts", "clock", "events_logged", "journal", "waiting")
+    __slots__ = (
+        "_core",
+        "_middles",
+        "_retention",
+        "_ts",
+        "clock",
+        "events_logged",
+        "journal",
+        "waiting",
+    )
 
     def __init__(self, core: SessionCore, journal: Journal) -> None:
         self._core = core
@@ -49,6 +59,8 @@ class EventLog:
         self.clock = EventClock()
         #: The timestamp of the batch being filled: events of one loop turn share it.
         self._ts = ""
+        #: Each event type's :func:`event_middle` for that timestamp.
+        self._middles: dict[str, bytes] = {}
         #: Events recorded and not yet committed (after the last append).
         self.waiting = 0
         self.events_logged = 0
@@ -64,14 +76,18 @@ class EventLog:
         one timestamp, read when the batch starts.
         """
         journal = self.journal
-        if journal.starting or not self._ts:
+        if not journal.scheduled or not self._ts:
             self._ts = self.clock.now()
+            self._middles = {}
         ts = self._ts
         seq = session.last_seq + 1
         if session.head_run != run_id or not session.head:
             session.head = event_head(session.id, run_id)
             session.head_run = run_id
-        frame = encode_event_after(session.head, seq, event_type, ts, data)  # may raise
+        middle = self._middles.get(event_type)
+        if middle is None:
+            middle = self._middles[event_type] = event_middle(event_type, ts)
+        frame = encode_event_data(session.head, seq, middle, data)  # may raise
         session.last_seq = seq
         self.waiting = journal.event(
             _row(EventRow, (session.id, seq, run_id, event_type, ts, frame))
