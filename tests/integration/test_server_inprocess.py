@@ -24,11 +24,20 @@ from neocode_gateway.transport import UnixListener
 from tests.support import short_tmpdir
 
 LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+#: Accepted connections served by our epoll reactor (the default on Linux), or by the
+#: event loop's own transports (where there is no epoll).
+REACTOR = {"reactor": True, "loop-transports": False}
+#: Whether ``serving`` uses the reactor, as the ``run`` fixture's parameter says.
+_use_reactor = True
 
 
-@pytest.fixture(params=sorted(LOOPS))
-def run(request: pytest.FixtureRequest) -> Callable[[Awaitable[None]], None]:
-    factory = LOOPS[request.param]
+@pytest.fixture(params=["asyncio-reactor", "uvloop-reactor", "uvloop-loop-transports"])
+def run(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[Awaitable[None]], None]:
+    loop_name, _, transports = request.param.partition("-")
+    factory = LOOPS[loop_name]
+    monkeypatch.setitem(globals(), "_use_reactor", REACTOR[transports])
 
     def runner(coro: Awaitable[None]) -> None:
         async def bounded() -> None:
@@ -59,7 +68,7 @@ async def serving(
     path: str, dispatcher: Dispatcher, **cfg: float
 ) -> AsyncIterator[tuple[Server, asyncio.StreamReader, asyncio.StreamWriter]]:
     """A server on ``path`` and one client connected to it; both are cleaned up after."""
-    listener = UnixListener(path)
+    listener = UnixListener(path, reactor=_use_reactor)
     listener.open()
     server = Server(listener, dispatcher, ServerConfig(**cfg))  # type: ignore[arg-type]
     await server.start()

@@ -26,14 +26,12 @@ class LineFramer:
     expected to send the error frame and close.
     """
 
-    __slots__ = ("_limit", "_partial", "max_frame_bytes", "overflowed")
+    __slots__ = ("_partial", "max_frame_bytes", "overflowed")
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         if max_frame_bytes < 1:
             raise ValueError("max_frame_bytes must be at least 1")
         self.max_frame_bytes = max_frame_bytes
-        # A line may carry one extra byte, the "\r" of a "\r\n" terminator.
-        self._limit = max_frame_bytes + 1
         #: An incomplete line, only while there is one (an idle connection holds no buffer).
         self._partial: bytearray | None = None
         self.overflowed = False
@@ -47,7 +45,8 @@ class LineFramer:
         size = len(line)
         if size <= self.max_frame_bytes:
             return False
-        return size > self._limit or line[-1:] != b"\r"
+        # A line may carry one extra byte, the "\r" of a "\r\n" terminator.
+        return size > self.max_frame_bytes + 1 or line[-1:] != b"\r"
 
     def feed(self, data: bytes) -> list[bytes]:
         """Consume ``data``; return the complete non-blank lines it ends."""
@@ -74,7 +73,7 @@ class LineFramer:
             else:
                 partial += tail
             # Fail as soon as the partial line cannot fit, instead of buffering to the newline.
-            if len(partial) > self._limit:
+            if len(partial) > self.max_frame_bytes + 1:
                 self.overflowed = True
                 self._partial = None
         for line in lines:

@@ -67,7 +67,8 @@ class Server:
         self.listener = listener
         self.handler = handler
         self.config = config
-        self.connections: set[Connection] = set()
+        #: The connections admitted and open (a dict as an ordered set: half a set's memory).
+        self.connections: dict[Connection, None] = {}
         self.uid = os.geteuid() if hasattr(os, "geteuid") else -1
         self.accepted = 0
         self.rejected_over_cap = 0
@@ -141,7 +142,7 @@ class Server:
         pings), with the bytes already read from it and not yet answered."""
         assert self._loop is not None
         try:
-            _, protocol = await self._loop.connect_accepted_socket(self._new_connection, sock)
+            protocol = await self.listener.adopt(sock, self._new_connection)
         except OSError:
             sock.close()
             return
@@ -194,11 +195,11 @@ class Server:
                 return
             conn.peer = peer
         self.accepted += 1
-        self.connections.add(conn)
+        self.connections[conn] = None
         conn.read_deadline = self.next_read_deadline
 
     def forget(self, conn: Connection) -> None:
-        self.connections.discard(conn)
+        self.connections.pop(conn, None)
         if self._stopping and not self.connections:
             self._all_closed.set()
 

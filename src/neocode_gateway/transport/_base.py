@@ -17,6 +17,7 @@ from neocode_gateway.transport._peercred import PeerCredentials
 
 if TYPE_CHECKING:  # asyncio is not imported to open an endpoint (the daemon's first ping)
     import asyncio
+    import socket
 
 ProtocolFactory: TypeAlias = "Callable[[], asyncio.Protocol]"
 
@@ -42,6 +43,17 @@ class Listener(abc.ABC):
     @abc.abstractmethod
     def release(self) -> None:
         """Give the endpoint back (remove our socket file, drop our lock). Idempotent."""
+
+    async def adopt(
+        self, sock: socket.socket, protocol_factory: ProtocolFactory
+    ) -> asyncio.Protocol:
+        """Serve ``sock``, a connection accepted before :meth:`start` (the daemon's early
+        pings), like one accepted by the listener; return its protocol."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.connect_accepted_socket(protocol_factory, sock)
+        return protocol
 
     @abc.abstractmethod
     def peer_credentials(self, transport: asyncio.BaseTransport) -> PeerCredentials:

@@ -35,15 +35,25 @@ from neocode_gateway.transport._peercred import PeerCredentials, read_peer_crede
 if TYPE_CHECKING:
     import asyncio
 
+    from neocode_gateway.transport._reactor import Reactor
+
 DEFAULT_BACKLOG: Final = 4096
-#: Connections asyncio accepts per wake-up (uvloop uses the backlog only for listen()).
-#: Each holds a descriptor until the server's cap check runs in connection_made, one or
-#: two loop iterations later, so the batches in flight must fit in the spare descriptors
-#: (FD_HEADROOM): with 4096 a burst hits EMFILE even under the cap, and CPython < 3.14
-#: then retries and logs once per remaining connection of the batch (gh-151615).
+#: Connections asyncio accepts per wake-up where the event loop's own transports serve
+#: (no epoll; uvloop uses the backlog only for listen()). Each holds a descriptor until
+#: the server's cap check runs in connection_made, one or two loop iterations later, so
+#: the batches in flight must fit in the spare descriptors (FD_HEADROOM): with 4096 a
+#: burst hits EMFILE even under the cap, and CPython < 3.14 then retries and logs once
+#: per remaining connection of the batch (gh-151615).
 ACCEPT_BATCH: Final = 4
 PROBE_TIMEOUT: Final = 1.0
 _STALE_ERRNOS: Final = frozenset({errno.ECONNREFUSED, errno.ENOENT})
+
+
+def reactor_available() -> bool:
+    """Whether accepted connections can be served by our own epoll set (Linux)."""
+    import select
+
+    return hasattr(select, "epoll")
 
 
 def check_path_length(path: str) -> None:
@@ -171,9 +181,15 @@ def read_lock_info(socket_path: str) -> dict[str, Any] | None:
 class UnixListener(Listener):
     """A Unix socket listener that follows every safety rule of the module docstring."""
 
-    def __init__(self, path: str, *, backlog: int = DEFAULT_BACKLOG) -> None:
+    def __init__(
+        self, path: str, *, backlog: int = DEFAULT_BACKLOG, reactor: bool | None = None
+    ) -> None:
         self.address = os.path.abspath(path)
         self.backlog = backlog
+        #: Serve connections from our own epoll set (:mod:`._reactor`), where there is one;
+        #: ``False``: with the event loop's own transports.
+        self.use_reactor = reactor_available() if reactor is None else reactor
+        self._reactor: Reactor | None = None
         self.lock_path = self.address + ".lock"
         self.sock: socket.socket | None = None
         self.created_dir = False
@@ -285,6 +301,12 @@ class UnixListener(Listener):
         import asyncio
 
         loop = asyncio.get_running_loop()
+        if self.use_reactor:
+            from neocode_gateway.transport._reactor import Reactor
+
+            self._reactor = Reactor(loop)
+            self._reactor.serve(self.sock, protocol_factory)
+            return
         self._server = await loop.create_unix_server(
             protocol_factory, sock=self.sock, backlog=ACCEPT_BATCH
         )
@@ -292,7 +314,16 @@ class UnixListener(Listener):
         # queue of pending connections long.
         self.sock.listen(self.backlog)
 
+    async def adopt(
+        self, sock: socket.socket, protocol_factory: ProtocolFactory
+    ) -> asyncio.Protocol:
+        if self._reactor is not None:
+            return self._reactor.adopt(sock, protocol_factory)
+        return await super().adopt(sock, protocol_factory)
+
     def stop_accepting(self) -> None:
+        if self._reactor is not None:
+            self._reactor.stop_accepting()
         if self._server is not None:
             self._server.close()
 
@@ -307,6 +338,9 @@ class UnixListener(Listener):
                     with contextlib.suppress(OSError):
                         os.unlink(self.address)
             self._identity = None
+        if self._reactor is not None:
+            self._reactor.close()
+            self._reactor = None
         if self._server is None and self.sock is not None:
             self.sock.close()
         self.sock = None
