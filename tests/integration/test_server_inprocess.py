@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import msgspec
@@ -228,3 +229,22 @@ def test_builtin_actions_cannot_be_overridden() -> None:
         dispatcher.register("launch", lambda f, c: b"")
     assert dispatcher.handler_for("ping") is not None
     assert dispatcher.handler_for("run") is None
+
+
+def test_a_connection_taken_before_the_server_started_is_served(
+    run: Callable[[Awaitable[None]], None], path: str
+) -> None:
+    """``Server.adopt`` (the daemon's early pings): the bytes read before are answered,
+    then the connection is served like any other, whatever serves the listener."""
+
+    async def main() -> None:
+        async with serving(path, Dispatcher()) as (server, _reader, _writer):
+            ours, theirs = socket.socketpair(socket.AF_UNIX)
+            await server.adopt(ours, req("ping", "early"))
+            reader, writer = await asyncio.open_unix_connection(sock=theirs)
+            writer.write(req("ping", "later"))
+            frames = await read_frames(reader, 2)
+            assert [f["request_id"] for f in frames] == ["early", "later"]
+            writer.close()
+
+    run(main())

@@ -14,8 +14,8 @@ know which kind it has: ``connection_made`` (synchronously at accept),
 ``data_received``, ``eof_received``, ``pause_writing``/``resume_writing``
 around a 64 KiB buffer, and ``connection_lost`` on a later loop turn.
 
-Reads share one buffer (a ``recv`` of 256 KiB into a new ``bytes`` makes the
-allocator map and unmap memory on every read). The set is level-triggered: a
+A read takes at most 64 KiB: a larger ``recv`` (above the allocator's mmap
+threshold) would map and unmap memory on every read. The set is level-triggered: a
 socket whose reading is paused and that has nothing to write leaves it, since a
 hang-up is reported even for no events asked, on every turn of the loop.
 """
@@ -32,15 +32,17 @@ from typing import Any, Final
 
 log = logging.getLogger("neocode_gateway.transport")
 
-#: Bytes read at most per ready connection and loop turn.
-READ_SIZE: Final = 256 << 10
+#: Bytes read at most per ready connection and loop turn (below glibc's mmap threshold:
+#: the unused tail of the ``bytes`` a ``recv`` allocates is given back in place).
+READ_SIZE: Final = 64 << 10
 #: The write buffer above which the protocol is asked to pause, and below which it resumes.
 HIGH_WATER: Final = 64 << 10
 LOW_WATER: Final = 16 << 10
 #: Connections accepted per wake-up of the listening socket (the others wait their turn).
 ACCEPT_BATCH: Final = 16
-#: Ready connections taken from the epoll set per loop turn.
+#: Ready connections taken from the epoll set per round, and rounds per loop turn.
 MAX_EVENTS: Final = 512
+POLL_ROUNDS: Final = 4
 #: Seconds accepting pauses when the process is out of descriptors or memory.
 ACCEPT_RETRY_DELAY: Final = 0.25
 _OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -63,13 +65,12 @@ class Reactor:
         "_exhausted_since",
         "_factory",
         "_listening",
-        "_loop",
-        "_view",
+        "loop",
         "transports",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self.loop = loop
         self._epoll = select.epoll()
         #: Every open transport, by its descriptor.
         self.transports: dict[int, SocketTransport] = {}
@@ -78,7 +79,6 @@ class Reactor:
         self._accepting = False
         #: When accepting first failed for want of descriptors (``None``: it does not).
         self._exhausted_since: float | None = None
-        self._view = memoryview(bytearray(READ_SIZE))
         loop.add_reader(self._epoll.fileno(), self._ready)
 
     # -- accepting ----------------------------------------------------------------------
@@ -92,13 +92,13 @@ class Reactor:
     def stop_accepting(self) -> None:
         if self._accepting and self._listening is not None:
             self._accepting = False
-            self._loop.remove_reader(self._listening.fileno())
+            self.loop.remove_reader(self._listening.fileno())
 
     def _start_accepting(self) -> None:
         listening = self._listening
         if not self._accepting and listening is not None and listening.fileno() >= 0:
             self._accepting = True
-            self._loop.add_reader(listening.fileno(), self._accept)
+            self.loop.add_reader(listening.fileno(), self._accept)
 
     def _accept(self) -> None:
         listening = self._listening
@@ -120,23 +120,22 @@ class Reactor:
             if self._exhausted_since is not None:
                 log.warning(
                     "accepting connections again after %.1f s",
-                    self._loop.time() - self._exhausted_since,
+                    self.loop.time() - self._exhausted_since,
                 )
                 self._exhausted_since = None
             self.adopt(sock, factory)
 
     def _exhausted(self, exc: OSError) -> None:
-        """Out of descriptors (or memory): the connection waits in the kernel's queue and
-        accepting pauses a while; said once per episode, not once per attempt."""
+        """Out of descriptors: accepting pauses a while (said once, not per attempt)."""
         if self._exhausted_since is None:
-            self._exhausted_since = self._loop.time()
+            self._exhausted_since = self.loop.time()
             log.warning(
                 "accepting a connection failed: %s; retrying every %.2f s until it succeeds",
                 exc.strerror,
                 ACCEPT_RETRY_DELAY,
             )
         self.stop_accepting()
-        self._loop.call_later(ACCEPT_RETRY_DELAY, self._start_accepting)
+        self.loop.call_later(ACCEPT_RETRY_DELAY, self._start_accepting)
 
     def adopt(self, sock: socket.socket, factory: ProtocolFactory) -> asyncio.Protocol:
         """Serve an accepted ``sock`` with a protocol from ``factory``; return the protocol."""
@@ -156,33 +155,37 @@ class Reactor:
     # -- readiness ------------------------------------------------------------------------
 
     def _ready(self) -> None:
-        """The epoll set is readable: serve every ready connection once."""
-        try:
-            ready = self._epoll.poll(0, MAX_EVENTS)
-        except InterruptedError:  # pragma: no cover - retried on the next turn
-            return
-        transports = self.transports
-        for fd, mask in ready:
-            transport = transports.get(fd)
-            if transport is None:  # pragma: no cover - closed by an earlier one of this batch
-                continue
-            try:
-                if mask & _OUT or (mask & _HUP and transport.buffer):
-                    transport.write_ready()
-                if mask & (_IN | _HUP) and not transport.lost:
-                    if transport.reading:
-                        transport.read_ready()
-                    elif mask & _HUP and not transport.buffer:
-                        transport.unwatch()
-            except Exception as exc:
-                log.exception("a connection failed; closing it")
-                transport.force_close(exc)
+        """The epoll set is readable: serve every ready connection, then look again.
 
-    def read_into(self, sock: socket.socket) -> bytes:
-        """Read what ``sock`` has (up to :data:`READ_SIZE`); ``b""`` at end of stream."""
-        view = self._view
-        count = sock.recv_into(view)
-        return view[:count].tobytes()
+        Clients answered in one round often send again before the round ends: a
+        few more rounds serve them without a trip through the event loop (bounded,
+        so that timers and tasks wait at most a few rounds).
+        """
+        poll = self._epoll.poll
+        transports = self.transports
+        out, hup, readable = _OUT, _HUP, _IN | _HUP
+        for _ in range(POLL_ROUNDS):
+            try:
+                ready = poll(0, MAX_EVENTS)
+            except InterruptedError:  # pragma: no cover - retried on the next turn
+                return
+            if not ready:
+                return
+            for fd, mask in ready:
+                transport = transports.get(fd)
+                if transport is None:  # pragma: no cover - closed by an earlier one
+                    continue
+                try:
+                    if mask & out or (mask & hup and transport.buffer):
+                        transport.write_ready()
+                    if mask & readable and not transport.lost:
+                        if transport.reading:
+                            transport.read_ready()
+                        elif mask & hup and not transport.buffer:
+                            transport.unwatch()
+                except Exception as exc:
+                    log.exception("a connection failed; closing it")
+                    transport.force_close(exc)
 
     def watch(self, fd: int, events: int, registered: int) -> None:
         """Change the events ``fd`` is watched for (0: take it out of the set)."""
@@ -193,14 +196,11 @@ class Reactor:
         else:
             self._epoll.modify(fd, events)
 
-    def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
-        self._loop.call_soon(callback, *args)
-
     def close(self) -> None:
         """Stop watching; close whatever is still open (the event loop may be closed)."""
-        if not self._loop.is_closed():
+        if not self.loop.is_closed():
             self.stop_accepting()
-            self._loop.remove_reader(self._epoll.fileno())
+            self.loop.remove_reader(self._epoll.fileno())
         for transport in list(self.transports.values()):
             transport.lost = True
             transport.sock.close()
@@ -246,8 +246,7 @@ class SocketTransport(asyncio.Transport):
         return default
 
     def get_protocol(self) -> asyncio.BaseProtocol:
-        assert self._protocol is not None
-        return self._protocol
+        return self._protocol  # type: ignore[return-value]
 
     def is_closing(self) -> bool:
         return self.closing
@@ -317,7 +316,7 @@ class SocketTransport(asyncio.Transport):
 
     def read_ready(self) -> None:
         try:
-            data = self._reactor.read_into(self.sock)
+            data = self.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -384,7 +383,7 @@ class SocketTransport(asyncio.Transport):
         self.buffer = None
         self._reactor.transports.pop(self.sock.fileno(), None)
         self.sock.close()
-        self._reactor.call_soon(self._connection_lost, exc)
+        self._reactor.loop.call_soon(self._connection_lost, exc)
 
     def _connection_lost(self, exc: BaseException | None) -> None:
         protocol, self._protocol = self._protocol, None
