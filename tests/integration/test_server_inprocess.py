@@ -71,7 +71,8 @@ async def serving(
     """A server on ``path`` and one client connected to it; both are cleaned up after."""
     listener = UnixListener(path, reactor=_use_reactor)
     listener.open()
-    server = Server(listener, dispatcher, ServerConfig(**cfg))  # type: ignore[arg-type]
+    # As the daemon does: the bound method (the dispatcher itself is callable too).
+    server = Server(listener, dispatcher.dispatch, ServerConfig(**cfg))  # type: ignore[arg-type]
     await server.start()
     try:
         reader, writer = await asyncio.open_unix_connection(path, limit=64 << 20)
@@ -229,6 +230,10 @@ def test_builtin_actions_cannot_be_overridden() -> None:
         dispatcher.register("launch", lambda f, c: b"")
     assert dispatcher.handler_for("ping") is not None
     assert dispatcher.handler_for("run") is None
+    # The dispatcher is a handler itself, or through its bound method (the daemon's).
+    ping = Frame(type="request", action="ping", request_id="p")
+    assert dispatcher(ping, None) == dispatcher.dispatch(ping, None)  # type: ignore[arg-type]
+    assert b"pong" in dispatcher.dispatch(ping, None)  # type: ignore[arg-type,operator]
 
 
 def test_a_connection_taken_before_the_server_started_is_served(

@@ -113,7 +113,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     services = services or Services()
     dispatcher = Dispatcher()
-    server = Server(listener, dispatcher, config)
+    server = Server(listener, dispatcher.dispatch, config)
     core: SessionCore | None = None
     if services.store is not None:
         assert services.runtimes is not None

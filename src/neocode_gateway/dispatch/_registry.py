@@ -1,8 +1,8 @@
 """The action registry: which handler answers which action.
 
-``ping`` is built in and cannot be overridden; the six other actions of the
+``ping`` is built in and cannot be overridden; the other actions of the
 contract answer ``unsupported_action`` until a runtime registers a handler for
-them. The :class:`Dispatcher` instance is the server's handler.
+them. The server's handler is :meth:`Dispatcher.dispatch`.
 """
 
 from __future__ import annotations
@@ -63,7 +63,13 @@ class Dispatcher:
         """The handler registered for ``action``, if any."""
         return self._handlers.get(action)
 
-    def __call__(self, frame: Frame, conn: Connection) -> HandlerResult:
+    def dispatch(self, frame: Frame, conn: Connection) -> HandlerResult:
+        """Answer ``frame`` with its action's handler (``unsupported_action`` if none).
+
+        Give the server this bound method rather than the dispatcher itself: calling
+        an instance goes through ``__call__``'s slot, which CPython does not
+        specialise (about 45 ns more per frame on the pipelined path).
+        """
         handler = self._handlers.get(frame.action)  # type: ignore[arg-type]
         if handler is None:
             return encode_error(
@@ -73,3 +79,5 @@ class Dispatcher:
                 request_id=frame.request_id,
             )
         return handler(frame, conn)
+
+    __call__ = dispatch
